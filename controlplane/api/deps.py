@@ -1,0 +1,63 @@
+"""Request-scoped dependencies: the unit of work commits *before* the response is sent.
+
+`Depends(..., scope="function")` runs the code after `yield` when the path operation
+returns, before FastAPI sends anything, so a failed commit becomes problem+json and
+never a 2xx. `controlplane.api.retry.RetryMiddleware` replays the whole request once on a
+serialization failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from controlplane.api.context import AppContext
+from controlplane.auth.principal import Principal, loopback_principal
+from controlplane.db.uow import UnitOfWork
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def app_context(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+def current_principal(request: Request) -> Principal:
+    """The seam the identity issue fills with token/OIDC authentication."""
+    principal: Principal = getattr(request.state, "principal", None) or loopback_principal()
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def get_uow(request: Request, principal: PrincipalDep) -> Iterator[UnitOfWork]:
+    ctx = app_context(request)
+    readonly = request.method in READ_METHODS
+    uow = UnitOfWork(
+        ctx.engine,
+        dispatcher=ctx.dispatcher,
+        clock=ctx.clock,
+        readonly=readonly,
+        before_commit=ctx.before_commit,
+        principal=principal,
+        request_id=getattr(request.state, "request_id", None),
+        client_addr=request.client.host if request.client else None,
+    )
+    try:
+        yield uow
+        if readonly:
+            uow.rollback()
+        else:
+            uow.commit()
+    except BaseException:
+        uow.rollback()
+        raise
+    finally:
+        uow.close()
+
+
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]

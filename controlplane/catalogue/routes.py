@@ -1,0 +1,71 @@
+"""Catalogue endpoints: regions, themed clouds and flavors."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from controlplane.api.deps import PrincipalDep, UnitOfWorkDep
+from controlplane.catalogue import service
+from controlplane.catalogue.models import CloudRow, FlavorRow, RegionRow
+from controlplane.catalogue.schemas import CloudPatch, CloudPublic, FlavorPublic, RegionPatch, RegionPublic
+
+router = APIRouter(prefix="/v1", tags=["catalogue"])
+
+Code = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,19}$")]
+FlavorName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9.-]{0,39}$")]
+
+
+def region_public(row: RegionRow) -> RegionPublic:
+    return RegionPublic.model_validate({**row.spec, "source": row.source, "updated_at": row.updated_at,
+                                        "version": row.version})
+
+
+def cloud_public(row: CloudRow) -> CloudPublic:
+    return CloudPublic.model_validate({**row.spec, "source": row.source, "updated_at": row.updated_at,
+                                       "version": row.version})
+
+
+def flavor_public(row: FlavorRow) -> FlavorPublic:
+    return FlavorPublic.model_validate(row, from_attributes=True)
+
+
+@router.get("/regions", response_model=list[RegionPublic])
+def list_regions(uow: UnitOfWorkDep, who: PrincipalDep) -> list[RegionPublic]:
+    return [region_public(r) for r in service.regions(uow)]
+
+
+@router.get("/regions/{code}", response_model=RegionPublic)
+def get_region(code: Code, uow: UnitOfWorkDep, who: PrincipalDep) -> RegionPublic:
+    return region_public(service.region(uow, code))
+
+
+@router.patch("/regions/{code}", response_model=RegionPublic)
+def patch_region(code: Code, body: RegionPatch, uow: UnitOfWorkDep, who: PrincipalDep) -> RegionPublic:
+    return region_public(service.patch_region(uow, code, body))
+
+
+@router.get("/clouds", response_model=list[CloudPublic])
+def list_clouds(uow: UnitOfWorkDep, who: PrincipalDep) -> list[CloudPublic]:
+    return [cloud_public(r) for r in service.clouds(uow)]
+
+
+@router.get("/clouds/{code}", response_model=CloudPublic)
+def get_cloud(code: Code, uow: UnitOfWorkDep, who: PrincipalDep) -> CloudPublic:
+    return cloud_public(service.cloud(uow, code))
+
+
+@router.patch("/clouds/{code}", response_model=CloudPublic)
+def patch_cloud(code: Code, body: CloudPatch, uow: UnitOfWorkDep, who: PrincipalDep) -> CloudPublic:
+    return cloud_public(service.patch_cloud(uow, code, body))
+
+
+@router.get("/flavors", response_model=list[FlavorPublic])
+def list_flavors(uow: UnitOfWorkDep, who: PrincipalDep) -> list[FlavorPublic]:
+    return [flavor_public(r) for r in service.flavors(uow)]
+
+
+@router.get("/flavors/{name}", response_model=FlavorPublic)
+def get_flavor(name: FlavorName, uow: UnitOfWorkDep, who: PrincipalDep) -> FlavorPublic:
+    return flavor_public(service.flavor(uow, name))

@@ -1,0 +1,10 @@
+"""Imports every table module so `SQLModel.metadata` is complete (Alembic, tests)."""
+
+from sqlmodel import SQLModel
+
+from controlplane.catalogue import models as _catalogue  # noqa: F401
+from controlplane.operations import models as _operations  # noqa: F401
+from controlplane.system import models as _system  # noqa: F401
+from controlplane.tenants import models as _tenants  # noqa: F401
+
+metadata = SQLModel.metadata

@@ -1,0 +1,71 @@
+"""Operation rows: created in the caller's unit, claimed by workers with a conditional UPDATE."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
+
+from controlplane.db.uow import Job, UnitOfWork
+from controlplane.errors import NotFound
+from controlplane.operations.models import Operation, OperationState
+
+OPERATION_TASK = "chutian.operations.run"
+
+
+def start(uow: UnitOfWork, kind: str, *, params: dict[str, Any] | None = None,
+          tenant_id: uuid.UUID | None = None) -> Operation:
+    """Create the row and queue its job; the job leaves only if the unit commits."""
+    now = uow.now()
+    op = Operation(kind=kind, params=params or {}, tenant_id=tenant_id, created_at=now, updated_at=now,
+                   created_by=getattr(uow.principal, "name", None))
+    uow.session.add(op)
+    uow.session.flush()
+    uow.enqueue(Job(OPERATION_TASK, {"operation_id": str(op.id)}))
+    return op
+
+
+def get(uow: UnitOfWork, operation_id: uuid.UUID) -> Operation:
+    row = uow.session.get(Operation, operation_id)
+    if row is None:
+        raise NotFound(f"operation '{operation_id}' not found", operation=str(operation_id))
+    return row
+
+
+def list_operations(uow: UnitOfWork, *, state: OperationState | None, kind: str | None, after: str | None,
+                    limit: int) -> tuple[Sequence[Operation], str | None]:
+    stmt = select(Operation)
+    if state is not None:
+        stmt = stmt.where(Operation.state == state.value)
+    if kind is not None:
+        stmt = stmt.where(Operation.kind == kind)
+    if after is not None:
+        stmt = stmt.where(Operation.id > uuid.UUID(after))
+    rows = list(uow.session.scalars(stmt.order_by(Operation.id).limit(limit + 1)))
+    return rows[:limit], (str(rows[limit - 1].id) if len(rows) > limit else None)
+
+
+def claim(uow: UnitOfWork, operation_id: uuid.UUID) -> bool:
+    """queued → running, only if nobody else did it first (works on SQLite and PostgreSQL)."""
+    now = uow.now()
+    result = uow.session.execute(
+        update(Operation)
+        .where(Operation.id == operation_id, Operation.state == OperationState.QUEUED.value)
+        .values(state=OperationState.RUNNING.value, started_at=now, updated_at=now,
+                attempts=Operation.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    return result.rowcount == 1
+
+
+def finish(uow: UnitOfWork, operation_id: uuid.UUID, state: OperationState, *,
+           result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    op = get(uow, operation_id)
+    now = uow.now()
+    op.state, op.result, op.last_error = state.value, result, error
+    op.finished_at = op.updated_at = now
+    op.step = None

@@ -1,0 +1,64 @@
+"""Process settings: one pydantic-settings class, built by a function, never at import time."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "chutian"
+
+
+class Settings(BaseSettings):
+    """Everything that varies between deployments. Empty values mean "embedded default"."""
+
+    model_config = SettingsConfigDict(env_prefix="CHUTIAN_", extra="ignore")
+
+    data_dir: Path = Field(default=DEFAULT_DATA_DIR, description="Where embedded mode keeps its files")
+    database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite under data_dir")
+    broker_url: str = Field(default="", description="Celery broker; empty = embedded SQLAlchemy transport")
+    site_file: Path | None = Field(default=None, description="YAML site file; empty = the shipped default")
+    secret_keys_file: Path | None = Field(default=None, description="Fernet keys, one per line, first encrypts")
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    heartbeat_max_age_s: float = Field(default=30.0, gt=0)
+    demo_data: bool = True
+    log_level: str = "INFO"
+    page_size_max: int = Field(default=500, ge=1)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return upper
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'chutian.sqlite3'}"
+
+    @property
+    def embedded(self) -> bool:
+        """Embedded mode: no external broker; serve supervises its own worker."""
+        return not self.broker_url
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.data_dir / 'broker.sqlite3'}"
+
+    @property
+    def resolved_secret_keys_file(self) -> Path:
+        return self.secret_keys_file or self.data_dir / "secret-keys"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

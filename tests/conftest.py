@@ -1,0 +1,135 @@
+"""Shared fixtures: every test gets its own migrated, seeded database.
+
+SQLite by default; PostgreSQL when CHUTIAN_TEST_DATABASE_URL points at a server. On
+PostgreSQL the session creates a template database (``alembic upgrade head`` + seed, never
+``create_all``) and each test gets ``CREATE DATABASE … TEMPLATE`` of it, dropped afterwards,
+so whatever earlier runs left on the shared server never leaks in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from controlplane.api.app import create_app
+from controlplane.bootstrap import seed_database
+from controlplane.db.engine import make_engine
+from controlplane.db.migrate import upgrade
+from controlplane.db.uow import RecordingDispatcher
+from controlplane.settings import Settings
+from controlplane.site_config import Site, load_site
+
+PG_URL = os.environ.get("CHUTIAN_TEST_DATABASE_URL", "")
+
+
+def on_postgres() -> bool:
+    return PG_URL.startswith("postgresql")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if on_postgres():
+        return
+    for item in items:
+        if item.get_closest_marker("postgres_only"):
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: runs in the PostgreSQL phase of scripts/test"))
+
+
+def _admin_engine() -> Engine:
+    return create_engine(make_url(PG_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
+
+
+def _pg_url(name: str) -> str:
+    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def site() -> Site:
+    return load_site(None)
+
+
+@pytest.fixture(scope="session")
+def _template(tmp_path_factory: pytest.TempPathFactory, site: Site) -> Iterator[str]:
+    """A migrated and seeded database to copy for each test: a file, or a PostgreSQL template."""
+    if on_postgres():
+        name = f"chutian_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        admin = _admin_engine()
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = _pg_url(name)
+        _migrate_and_seed(url, site)
+        yield name
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    else:
+        path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+        _migrate_and_seed(f"sqlite:///{path}", site)
+        yield str(path)
+
+
+def _migrate_and_seed(url: str, site: Site) -> None:
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        seed_database(engine, site)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def database_url(_template: str, tmp_path: Path) -> Iterator[str]:
+    if on_postgres():
+        name = f"chutian_t_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        admin = _admin_engine()
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{_template}"'))
+        yield _pg_url(name)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    else:
+        path = tmp_path / "chutian.sqlite3"
+        shutil.copyfile(_template, path)
+        yield f"sqlite:///{path}"
+
+
+@pytest.fixture
+def secret_keys_file(tmp_path: Path) -> Path:
+    path = tmp_path / "secret-keys"
+    path.write_text(Fernet.generate_key().decode() + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, secret_keys_file: Path) -> Settings:
+    return Settings(database_url=database_url, data_dir=tmp_path / "data", secret_keys_file=secret_keys_file,
+                    broker_url="memory://", metrics_port=0)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def dispatcher() -> RecordingDispatcher:
+    return RecordingDispatcher()
+
+
+@pytest.fixture
+def client(settings: Settings, engine: Engine, site: Site, dispatcher: RecordingDispatcher) -> Iterator[TestClient]:
+    app = create_app(settings, engine=engine, site=site, dispatcher=dispatcher)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
