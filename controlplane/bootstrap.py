@@ -33,7 +33,9 @@ def check_config(settings: Settings, *, create_embedded_key: bool = False) -> tu
     except ArgumentError:
         problems.append("CHUTIAN_DATABASE_URL: not a database URL")
     if settings.broker_url and not settings.broker_url.startswith(BROKER_SCHEMES):
-        problems.append(f"CHUTIAN_BROKER_URL: unsupported scheme (expected one of {', '.join(BROKER_SCHEMES)})")
+        problems.append(
+            f"CHUTIAN_BROKER_URL: unsupported scheme (expected one of {', '.join(BROKER_SCHEMES)})"
+        )
     problems += _secret_problems(settings, create_embedded_key=create_embedded_key)
     return site, problems
 
@@ -47,8 +49,11 @@ def _secret_problems(settings: Settings, *, create_embedded_key: bool) -> list[s
             else:
                 return []  # created on first `serve`/`migrate`
         else:
-            return [f"CHUTIAN_SECRET_KEYS_FILE: {path} does not exist; outside embedded mode a key file is required "
-                    "(generate one with `chutian secret-key >> FILE; chmod 600 FILE`)"]
+            return [
+                f"CHUTIAN_SECRET_KEYS_FILE: {path} does not exist; "
+                "outside embedded mode a key file is required "
+                "(generate one with `chutian secret-key >> FILE; chmod 600 FILE`)"
+            ]
     try:
         read_keys(path)
     except ConfigurationError as exc:

@@ -20,7 +20,9 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite under data_dir")
     broker_url: str = Field(default="", description="Celery broker; empty = embedded SQLAlchemy transport")
     site_file: Path | None = Field(default=None, description="YAML site file; empty = the shipped default")
-    secret_keys_file: Path | None = Field(default=None, description="Fernet keys, one per line, first encrypts")
+    secret_keys_file: Path | None = Field(
+        default=None, description="Fernet keys, one per line, first encrypts"
+    )
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     heartbeat_interval_s: float = Field(default=10.0, gt=0)

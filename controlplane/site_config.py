@@ -131,7 +131,11 @@ def _cross_checks(data: dict[str, Any]) -> list[str]:
     storage = data.get("storage_classes", ["ssd", "sata", "object"])
     flavor_names = {f.get("name") for f in flavors}
     region_codes = {r.get("code") for r in regions}
-    for section, items, key in (("regions", regions, "code"), ("clouds", clouds, "code"), ("flavors", flavors, "name")):
+    for section, items, key in (
+        ("regions", regions, "code"),
+        ("clouds", clouds, "code"),
+        ("flavors", flavors, "name"),
+    ):
         seen: set[Any] = set()
         for i, item in enumerate(items):
             if item.get(key) in seen:
@@ -152,7 +156,8 @@ def _cross_checks(data: dict[str, Any]) -> list[str]:
         unknown(cloud.get("allowed_flavors"), flavor_names, f"clouds[{i}].allowed_flavors", "flavor")
         unknown(cloud.get("allowed_storage"), storage, f"clouds[{i}].allowed_storage", "storage class")
         unknown(cloud.get("regions"), region_codes, f"clouds[{i}].regions", "region")
-        approval = cloud.get("approval") if isinstance(cloud.get("approval"), dict) else {}
+        raw_approval = cloud.get("approval")
+        approval: dict[str, Any] = raw_approval if isinstance(raw_approval, dict) else {}
         for k, rule in enumerate(approval.get("auto") or []):
             for resource in (rule.get("max") or {}) if isinstance(rule, dict) else {}:
                 if resource not in RESOURCES:

@@ -17,7 +17,7 @@ class QuotaError(Exception):
     """Base class of quota refusals."""
 
 
-class QuotaExceeded(QuotaError):  # noqa: N818 -- name fixed by the API contract
+class QuotaExceeded(QuotaError):
     """A node on the chain would exceed its limit."""
 
     def __init__(self, node: NodeKey, resource: str, requested: int, headroom: int) -> None:
@@ -34,7 +34,7 @@ class QuotaExceeded(QuotaError):  # noqa: N818 -- name fixed by the API contract
         )
 
 
-class LimitBelowConsumption(QuotaError):  # noqa: N818 -- name fixed by the API contract
+class LimitBelowConsumption(QuotaError):
     """A limit was lowered below the node's consumption without ``force``."""
 
     def __init__(self, node: NodeKey, resource: str, consumption: int, limit: int) -> None:

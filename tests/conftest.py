@@ -40,7 +40,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in items:
         if item.get_closest_marker("postgres_only"):
-            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: runs in the PostgreSQL phase of scripts/test"))
+            item.add_marker(
+                pytest.mark.skip(reason="needs PostgreSQL: runs in the PostgreSQL phase of scripts/test")
+            )
 
 
 def _admin_engine() -> Engine:
@@ -112,8 +114,13 @@ def secret_keys_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path, secret_keys_file: Path) -> Settings:
-    return Settings(database_url=database_url, data_dir=tmp_path / "data", secret_keys_file=secret_keys_file,
-                    broker_url="memory://", metrics_port=0)
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        secret_keys_file=secret_keys_file,
+        broker_url="memory://",
+        metrics_port=0,
+    )
 
 
 @pytest.fixture
@@ -129,7 +136,9 @@ def dispatcher() -> RecordingDispatcher:
 
 
 @pytest.fixture
-def client(settings: Settings, engine: Engine, site: Site, dispatcher: RecordingDispatcher) -> Iterator[TestClient]:
+def client(
+    settings: Settings, engine: Engine, site: Site, dispatcher: RecordingDispatcher
+) -> Iterator[TestClient]:
     app = create_app(settings, engine=engine, site=site, dispatcher=dispatcher)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
 from controlplane.api import problems
@@ -46,8 +46,15 @@ def create_app(
         celery_app = create_celery(settings)
         dispatcher = CeleryDispatcher(celery_app)
         broker_probe = _broker_probe(celery_app)
-    ctx = AppContext(settings=settings, engine=engine, site=site, dispatcher=dispatcher, registry=registry,
-                     latency=latency, broker_probe=broker_probe)
+    ctx = AppContext(
+        settings=settings,
+        engine=engine,
+        site=site,
+        dispatcher=dispatcher,
+        registry=registry,
+        latency=latency,
+        broker_probe=broker_probe,
+    )
     if configure is not None:
         configure(ctx)
 
@@ -66,7 +73,7 @@ def create_app(
     app.state.ctx = ctx
     problems.install(app)
     app.middleware("http")(_request_id)
-    app.add_middleware(LatencyMiddleware, histogram=latency)  # type: ignore[arg-type]
+    app.add_middleware(LatencyMiddleware, histogram=latency)
     app.add_middleware(RetryMiddleware)  # outermost: replays the whole request
     _routes(app)
     return app
@@ -74,7 +81,9 @@ def create_app(
 
 async def _request_id(request: Request, call_next: Callable[[Request], Any]) -> Response:
     incoming = request.headers.get("x-request-id", "")
-    request.state.request_id = incoming if 8 <= len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
+    request.state.request_id = (
+        incoming if 8 <= len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
+    )
     response: Response = await call_next(request)
     response.headers["X-Request-ID"] = request.state.request_id
     return response
@@ -116,11 +125,12 @@ def _routes(app: FastAPI) -> None:
                 conn.execute(text("SELECT 1"))
                 checks["database"] = "ok"
                 if ctx.settings.embedded:
-                    newest = conn.execute(select(WorkerHeartbeat.last_seen).order_by(
-                        WorkerHeartbeat.last_seen.desc()).limit(1)).scalar()  # type: ignore[attr-defined]
+                    newest = conn.execute(select(func.max(WorkerHeartbeat.last_seen))).scalar()
                     age = (ctx.clock() - _aware(newest)).total_seconds() if newest else None
                     fresh = age is not None and age < ctx.settings.heartbeat_max_age_s
-                    checks["worker"] = "ok" if fresh else ("no heartbeat" if age is None else f"stale ({age:.0f} s)")
+                    checks["worker"] = (
+                        "ok" if fresh else ("no heartbeat" if age is None else f"stale ({age:.0f} s)")
+                    )
         except Exception as exc:
             log.warning("readiness: database check failed: %s", type(exc).__name__)
             checks["database"] = "unreachable"
@@ -129,9 +139,15 @@ def _routes(app: FastAPI) -> None:
         ready = all(v == "ok" for v in checks.values())
         if ready:
             return JSONResponse({"status": "ready", "checks": checks})
-        return problems.problem_response(request, 503, slug="not-ready", title="Not ready",
-                                         detail="; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"),
-                                         checks=checks, headers={"Retry-After": "5"})
+        return problems.problem_response(
+            request,
+            503,
+            slug="not-ready",
+            title="Not ready",
+            detail="; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"),
+            checks=checks,
+            headers={"Retry-After": "5"},
+        )
 
 
 def _aware(value: Any) -> Any:

@@ -44,12 +44,18 @@ PROBLEMS: dict[type[DomainError], int] = {
 def status_for(exc: DomainError) -> int:
     for cls in type(exc).__mro__:
         if cls in PROBLEMS:
-            return PROBLEMS[cls]  # type: ignore[index]
+            return PROBLEMS[cls]
     return 400
 
 
 def problem_response(
-    request: Request, status: int, *, slug: str, title: str, detail: str, headers: dict[str, str] | None = None,
+    request: Request,
+    status: int,
+    *,
+    slug: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {
@@ -72,8 +78,9 @@ def _domain(request: Request, exc: Exception) -> JSONResponse:
     headers = {"Retry-After": "5"} if status == 503 else None
     if status == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="chutian"'}
-    return problem_response(request, status, slug=exc.slug, title=exc.title, detail=exc.detail, headers=headers,
-                            **exc.fields)
+    return problem_response(
+        request, status, slug=exc.slug, title=exc.title, detail=exc.detail, headers=headers, **exc.fields
+    )
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -84,12 +91,23 @@ def _field(loc: tuple[Any, ...]) -> str:
 def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"field": _field(tuple(e.get("loc", ()))), "in": str(e.get("loc", ("body",))[0]), "message": e.get("msg", "")}
+        {
+            "field": _field(tuple(e.get("loc", ()))),
+            "in": str(e.get("loc", ("body",))[0]),
+            "message": e.get("msg", ""),
+        }
         for e in exc.errors()
     ]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-    return problem_response(request, 422, slug="validation-failed", title="Invalid input", detail=detail,
-                            errors=errors, field=errors[0]["field"] if errors else None)
+    return problem_response(
+        request,
+        422,
+        slug="validation-failed",
+        title="Invalid input",
+        detail=detail,
+        errors=errors,
+        field=errors[0]["field"] if errors else None,
+    )
 
 
 def _http(request: Request, exc: Exception) -> JSONResponse:
@@ -100,14 +118,25 @@ def _http(request: Request, exc: Exception) -> JSONResponse:
         phrase = "Error"
     slug = phrase.lower().replace(" ", "-")
     detail = exc.detail if isinstance(exc.detail, str) else phrase
-    return problem_response(request, exc.status_code, slug=slug, title=phrase, detail=detail,
-                            headers=getattr(exc, "headers", None))
+    return problem_response(
+        request,
+        exc.status_code,
+        slug=slug,
+        title=phrase,
+        detail=detail,
+        headers=getattr(exc, "headers", None),
+    )
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected error handling %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(request, 500, slug="internal", title="Internal error",
-                            detail="The request failed unexpectedly; quote the request id to an operator.")
+    return problem_response(
+        request,
+        500,
+        slug="internal",
+        title="Internal error",
+        detail="The request failed unexpectedly; quote the request id to an operator.",
+    )
 
 
 def _database(request: Request, exc: Exception) -> JSONResponse:
@@ -128,9 +157,14 @@ def _retryable(request: Request, exc: Exception) -> JSONResponse:
     """Marked for RetryMiddleware, which replays the request once before anyone sees this."""
     from controlplane.api.retry import RETRY_MARKER
 
-    return problem_response(request, 409, slug="conflict", title="Conflict with the current state",
-                            detail="a concurrent change got in the way; please retry",
-                            headers={RETRY_MARKER.decode(): "1"})
+    return problem_response(
+        request,
+        409,
+        slug="conflict",
+        title="Conflict with the current state",
+        detail="a concurrent change got in the way; please retry",
+        headers={RETRY_MARKER.decode(): "1"},
+    )
 
 
 def install(app: FastAPI) -> None:

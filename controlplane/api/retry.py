@@ -35,7 +35,8 @@ class RetryMiddleware:
             async def receive_again() -> dict[str, Any]:
                 nonlocal sent
                 if sent:
-                    return await receive()
+                    message: dict[str, Any] = await receive()
+                    return message
                 sent = True
                 return {"type": "http.request", "body": body, "more_body": False}
 
@@ -59,8 +60,10 @@ class RetryMiddleware:
 
         async def second_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [(k, v) for k, v in message.get("headers", [])
-                                                  if k.lower() != RETRY_MARKER]}
+                message = {
+                    **message,
+                    "headers": [(k, v) for k, v in message.get("headers", []) if k.lower() != RETRY_MARKER],
+                }
             await send(message)
 
         await self.app(scope, replay(), second_send)

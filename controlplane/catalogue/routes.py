@@ -18,13 +18,15 @@ FlavorName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9.-]{0,39}$")]
 
 
 def region_public(row: RegionRow) -> RegionPublic:
-    return RegionPublic.model_validate({**row.spec, "source": row.source, "updated_at": row.updated_at,
-                                        "version": row.version})
+    return RegionPublic.model_validate(
+        {**row.spec, "source": row.source, "updated_at": row.updated_at, "version": row.version}
+    )
 
 
 def cloud_public(row: CloudRow) -> CloudPublic:
-    return CloudPublic.model_validate({**row.spec, "source": row.source, "updated_at": row.updated_at,
-                                       "version": row.version})
+    return CloudPublic.model_validate(
+        {**row.spec, "source": row.source, "updated_at": row.updated_at, "version": row.version}
+    )
 
 
 def flavor_public(row: FlavorRow) -> FlavorPublic:

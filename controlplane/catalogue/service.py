@@ -25,8 +25,15 @@ def sync_from_site(uow: UnitOfWork, site: Site) -> dict[str, int]:
         spec = region.model_dump(mode="json")
         row = uow.session.get(RegionRow, region.code)
         if row is None:
-            uow.session.add(RegionRow(code=region.code, primary=region.primary, dr_site=region.dr_site,
-                                      spec=spec, updated_at=now))
+            uow.session.add(
+                RegionRow(
+                    code=region.code,
+                    primary=region.primary,
+                    dr_site=region.dr_site,
+                    spec=spec,
+                    updated_at=now,
+                )
+            )
             counts["inserted"] += 1
         elif row.source == CatalogueSource.SITE and row.spec != spec:
             row.spec, row.primary, row.dr_site, row.updated_at = spec, region.primary, region.dr_site, now
@@ -76,7 +83,9 @@ def cloud(uow: UnitOfWork, code: str, *, for_update: bool = False) -> CloudRow:
 
 
 def flavors(uow: UnitOfWork) -> Sequence[FlavorRow]:
-    return list(uow.session.scalars(select(FlavorRow).order_by(FlavorRow.vcpus, FlavorRow.ram_mb, FlavorRow.name)))
+    return list(
+        uow.session.scalars(select(FlavorRow).order_by(FlavorRow.vcpus, FlavorRow.ram_mb, FlavorRow.name))
+    )
 
 
 def flavor(uow: UnitOfWork, name: str) -> FlavorRow:

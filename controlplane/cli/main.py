@@ -57,8 +57,11 @@ def check_config_cmd(json_out: JsonOpt = False) -> None:
             err.print(f"  - {problem}", markup=False, highlight=False)
     else:
         assert site is not None
-        out.print(f"[green]configuration ok[/green]: {len(site.regions)} regions, {len(site.clouds)} themed clouds, "
-                  f"{len(site.flavors)} flavors; database {settings.resolved_database_url.split('@')[-1]}")
+        out.print(
+            f"[green]configuration ok[/green]: {len(site.regions)} regions, "
+            f"{len(site.clouds)} themed clouds, "
+            f"{len(site.flavors)} flavors; database {settings.resolved_database_url.split('@')[-1]}"
+        )
     raise typer.Exit(2 if problems else 0)
 
 
@@ -143,8 +146,15 @@ def secret_key() -> None:
 def _tenant_rows(items: list[Any]) -> Table:
     table = Table("path", "名称", "name", "kind", "MLPS", "zone", "status")
     for t in items:
-        table.add_row(t.path, t.name_zh, t.name_en, t.kind.value, str(t.mlps_ceiling), t.network_zone.value,
-                      t.status.value)
+        table.add_row(
+            t.path,
+            t.name_zh,
+            t.name_en,
+            t.kind.value,
+            str(t.mlps_ceiling),
+            t.network_zone.value,
+            t.status.value,
+        )
     return table
 
 
@@ -166,7 +176,9 @@ def _with_uow(fn: Any) -> Any:
 @tenants_app.command("list")
 def tenants_list(
     subtree: Annotated[str | None, typer.Option(help="Only this subtree, e.g. hubei.wuhan")] = None,
-    kind: Annotated[str | None, typer.Option(help="province, department, city, county, district, unit")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="province, department, city, county, district, unit")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List tenants (root first, by path)."""
@@ -226,8 +238,15 @@ def tenants_create(
     from controlplane.tenants.schemas import TenantCreate, TenantPublic
 
     try:
-        body = TenantCreate(parent=parent, code=code, name_zh=name_zh, name_en=name_en, kind=kind,  # type: ignore[arg-type]
-                            credit_code=credit_code, mlps_ceiling=mlps_ceiling)
+        body = TenantCreate(
+            parent=parent,
+            code=code,
+            name_zh=name_zh,
+            name_en=name_en,
+            kind=kind,
+            credit_code=credit_code,
+            mlps_ceiling=mlps_ceiling,
+        )
     except ValidationError as exc:
         for e in exc.errors():
             err.print(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}", markup=False)

@@ -67,8 +67,15 @@ class WorkerSupervisor:
         env = dict(os.environ)
         env["CHUTIAN_DATA_DIR"] = str(self.settings.data_dir)
         env.setdefault("CHUTIAN_DATABASE_URL", self.settings.resolved_database_url)
-        cmd = [sys.executable, "-m", "controlplane.worker", "--beat", "--pool=solo",
-               f"--loglevel={self.settings.log_level}", "--hostname=embedded@%h"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "controlplane.worker",
+            "--beat",
+            "--pool=solo",
+            f"--loglevel={self.settings.log_level}",
+            "--hostname=embedded@%h",
+        ]
         log.info("starting embedded worker: %s", " ".join(cmd))
         return subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509
 
@@ -80,7 +87,9 @@ class WorkerSupervisor:
         backoff = 1.0
         while not self._stop.wait(1.0):
             if self.proc is not None and self.proc.poll() is not None:
-                log.warning("embedded worker exited with %s; restarting in %.0f s", self.proc.returncode, backoff)
+                log.warning(
+                    "embedded worker exited with %s; restarting in %.0f s", self.proc.returncode, backoff
+                )
                 if self._stop.wait(backoff):
                     return
                 backoff = min(backoff * 2, 30.0)

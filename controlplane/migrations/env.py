@@ -9,7 +9,11 @@ from controlplane.db.registry import metadata
 from controlplane.settings import Settings
 
 config = context.config
-url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url") or Settings().resolved_database_url
+url = (
+    config.attributes.get("url")
+    or config.get_main_option("sqlalchemy.url")
+    or Settings().resolved_database_url
+)
 
 
 def run_migrations_offline() -> None:

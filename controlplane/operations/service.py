@@ -16,12 +16,19 @@ from controlplane.operations.models import Operation, OperationState
 OPERATION_TASK = "chutian.operations.run"
 
 
-def start(uow: UnitOfWork, kind: str, *, params: dict[str, Any] | None = None,
-          tenant_id: uuid.UUID | None = None) -> Operation:
+def start(
+    uow: UnitOfWork, kind: str, *, params: dict[str, Any] | None = None, tenant_id: uuid.UUID | None = None
+) -> Operation:
     """Create the row and queue its job; the job leaves only if the unit commits."""
     now = uow.now()
-    op = Operation(kind=kind, params=params or {}, tenant_id=tenant_id, created_at=now, updated_at=now,
-                   created_by=getattr(uow.principal, "name", None))
+    op = Operation(
+        kind=kind,
+        params=params or {},
+        tenant_id=tenant_id,
+        created_at=now,
+        updated_at=now,
+        created_by=getattr(uow.principal, "name", None),
+    )
     uow.session.add(op)
     uow.session.flush()
     uow.enqueue(Job(OPERATION_TASK, {"operation_id": str(op.id)}))
@@ -35,8 +42,9 @@ def get(uow: UnitOfWork, operation_id: uuid.UUID) -> Operation:
     return row
 
 
-def list_operations(uow: UnitOfWork, *, state: OperationState | None, kind: str | None, after: str | None,
-                    limit: int) -> tuple[Sequence[Operation], str | None]:
+def list_operations(
+    uow: UnitOfWork, *, state: OperationState | None, kind: str | None, after: str | None, limit: int
+) -> tuple[Sequence[Operation], str | None]:
     stmt = select(Operation)
     if state is not None:
         stmt = stmt.where(Operation.state == state.value)
@@ -54,16 +62,26 @@ def claim(uow: UnitOfWork, operation_id: uuid.UUID) -> bool:
     result = uow.session.execute(
         update(Operation)
         .where(Operation.id == operation_id, Operation.state == OperationState.QUEUED.value)
-        .values(state=OperationState.RUNNING.value, started_at=now, updated_at=now,
-                attempts=Operation.attempts + 1)
+        .values(
+            state=OperationState.RUNNING.value,
+            started_at=now,
+            updated_at=now,
+            attempts=Operation.attempts + 1,
+        )
         .execution_options(synchronize_session=False)
     )
     assert isinstance(result, CursorResult)
     return result.rowcount == 1
 
 
-def finish(uow: UnitOfWork, operation_id: uuid.UUID, state: OperationState, *,
-           result: dict[str, Any] | None = None, error: str | None = None) -> None:
+def finish(
+    uow: UnitOfWork,
+    operation_id: uuid.UUID,
+    state: OperationState,
+    *,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
     op = get(uow, operation_id)
     now = uow.now()
     op.state, op.result, op.last_error = state.value, result, error

@@ -39,10 +39,17 @@ def run_operation(ctx: WorkerContext, operation_id: str) -> str:
     return "succeeded"
 
 
-def _finish(ctx: WorkerContext, op_id: uuid.UUID, state: OperationState, *,
-            result: dict[str, Any] | None = None, error: str | None = None) -> None:
-    run_in_unit(ctx.engine, lambda uow: service.finish(uow, op_id, state, result=result, error=error),
-                clock=ctx.clock)
+def _finish(
+    ctx: WorkerContext,
+    op_id: uuid.UUID,
+    state: OperationState,
+    *,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    run_in_unit(
+        ctx.engine, lambda uow: service.finish(uow, op_id, state, result=result, error=error), clock=ctx.clock
+    )
 
 
 @operation_handler("selftest")
@@ -50,5 +57,9 @@ def selftest(ctx: WorkerContext, params: dict[str, Any]) -> dict[str, Any]:
     """Signs the result with the worker's identity, so a test can tell who ran it."""
     with unit_of_work(ctx.engine, clock=ctx.clock, readonly=True) as uow:
         database_ok = uow.session.query(Operation).count() >= 1
-    return {"worker_pid": ctx.pid, "worker_hostname": ctx.hostname, "database_ok": database_ok,
-            "ran_at": ctx.clock().isoformat()}
+    return {
+        "worker_pid": ctx.pid,
+        "worker_hostname": ctx.hostname,
+        "database_ok": database_ok,
+        "ran_at": ctx.clock().isoformat(),
+    }

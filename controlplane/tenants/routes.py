@@ -49,19 +49,38 @@ def create_tenant(body: TenantCreate, uow: UnitOfWorkDep, who: PrincipalDep) -> 
 
 
 def _status_change(target: TenantStatus):  # type: ignore[no-untyped-def]
-    def change(path: TenantPathParam, body: StatusChange, uow: UnitOfWorkDep, who: PrincipalDep) -> TenantPublic:
+    def change(
+        path: TenantPathParam, body: StatusChange, uow: UnitOfWorkDep, who: PrincipalDep
+    ) -> TenantPublic:
         return TenantPublic.from_row(service.change_status(uow, who.scope, path, target, body.reason))
 
     return change
 
 
-router.add_api_route("/{path}:suspend", _status_change(TenantStatus.SUSPENDED), methods=["POST"],
-                     response_model=TenantPublic, name="suspend_tenant", summary="Suspend a tenant")
-router.add_api_route("/{path}:reactivate", _status_change(TenantStatus.ACTIVE), methods=["POST"],
-                     response_model=TenantPublic, name="reactivate_tenant", summary="Reactivate a suspended tenant")
-router.add_api_route("/{path}:retire", _status_change(TenantStatus.RETIRED), methods=["POST"],
-                     response_model=TenantPublic, name="retire_tenant",
-                     summary="Retire a tenant (nothing live may remain below it)")
+router.add_api_route(
+    "/{path}:suspend",
+    _status_change(TenantStatus.SUSPENDED),
+    methods=["POST"],
+    response_model=TenantPublic,
+    name="suspend_tenant",
+    summary="Suspend a tenant",
+)
+router.add_api_route(
+    "/{path}:reactivate",
+    _status_change(TenantStatus.ACTIVE),
+    methods=["POST"],
+    response_model=TenantPublic,
+    name="reactivate_tenant",
+    summary="Reactivate a suspended tenant",
+)
+router.add_api_route(
+    "/{path}:retire",
+    _status_change(TenantStatus.RETIRED),
+    methods=["POST"],
+    response_model=TenantPublic,
+    name="retire_tenant",
+    summary="Retire a tenant (nothing live may remain below it)",
+)
 
 
 @router.get("/{path}/ancestors", response_model=list[TenantPublic])

@@ -107,7 +107,9 @@ def snapshot(row: Tenant) -> dict[str, Any]:
 def create(uow: UnitOfWork, scope: Scope, data: TenantCreate) -> Tenant:
     parent = get(uow, scope, data.parent, for_update=True)
     if parent.status != TenantStatus.ACTIVE:
-        raise Conflict(f"parent '{parent.path}' is {parent.status}", field="parent", current_state=parent.status)
+        raise Conflict(
+            f"parent '{parent.path}' is {parent.status}", field="parent", current_state=parent.status
+        )
     if TenantKind(parent.kind) not in ALLOWED_PARENTS[data.kind]:
         allowed = sorted(k.value for k in ALLOWED_PARENTS[data.kind]) or ["none: only the root"]
         raise ValidationFailed(
@@ -148,7 +150,10 @@ def _ensure_unique(uow: UnitOfWork, *, path: str | None = None, credit_code: str
     """Friendly 409s naming the field; the unique constraints remain the real guard."""
     if path and uow.session.scalars(select(Tenant.id).where(Tenant.path == path)).first():
         raise Conflict(f"a tenant with path '{path}' already exists", field="code")
-    if credit_code and uow.session.scalars(select(Tenant.id).where(Tenant.credit_code == credit_code)).first():
+    if (
+        credit_code
+        and uow.session.scalars(select(Tenant.id).where(Tenant.credit_code == credit_code)).first()
+    ):
         raise Conflict("another tenant already has this unified social credit code", field="credit_code")
 
 
@@ -156,7 +161,8 @@ def update(uow: UnitOfWork, scope: Scope, path: str, data: TenantUpdate, *, if_v
     row = get(uow, scope, path, for_update=True)
     if if_version is not None and row.version != if_version:
         raise Conflict(
-            f"tenant '{path}' changed since version {if_version} (now {row.version})", current_version=row.version
+            f"tenant '{path}' changed since version {if_version} (now {row.version})",
+            current_version=row.version,
         )
     if row.status == TenantStatus.RETIRED:
         raise Conflict(f"tenant '{path}' is retired", current_state=row.status)
@@ -174,7 +180,11 @@ def update(uow: UnitOfWork, scope: Scope, path: str, data: TenantUpdate, *, if_v
     row.updated_at = uow.now()
     row.version += 1
     uow.session.flush()
-    uow.audit(AuditRecord("tenant.update", "tenant", row.path, tenant_path=row.path, before=before, after=snapshot(row)))
+    uow.audit(
+        AuditRecord(
+            "tenant.update", "tenant", row.path, tenant_path=row.path, before=before, after=snapshot(row)
+        )
+    )
     return row
 
 
@@ -183,7 +193,8 @@ def _check_mlps(uow: UnitOfWork, row: Tenant, level: int) -> None:
         parent = uow.session.get(Tenant, row.parent_id)
         if parent is not None and level > parent.mlps_ceiling:
             raise PolicyViolation(
-                f"MLPS ceiling {level} exceeds the parent's ceiling {parent.mlps_ceiling}", field="mlps_ceiling"
+                f"MLPS ceiling {level} exceeds the parent's ceiling {parent.mlps_ceiling}",
+                field="mlps_ceiling",
             )
     higher = uow.session.scalars(
         select(Tenant.path)
@@ -193,7 +204,9 @@ def _check_mlps(uow: UnitOfWork, row: Tenant, level: int) -> None:
     ).first()
     if higher:
         raise PolicyViolation(
-            f"tenant '{higher}' below has a higher MLPS ceiling; lower it first", field="mlps_ceiling", tenant=higher
+            f"tenant '{higher}' below has a higher MLPS ceiling; lower it first",
+            field="mlps_ceiling",
+            tenant=higher,
         )
 
 
@@ -235,22 +248,34 @@ def change_status(uow: UnitOfWork, scope: Scope, path: str, target: TenantStatus
     row.version += 1
     uow.session.flush()
     uow.audit(
-        AuditRecord(f"tenant.{_verb(target)}", "tenant", row.path, tenant_path=row.path, before=before,
-                    after=snapshot(row), extra={"reason": reason})
+        AuditRecord(
+            f"tenant.{_verb(target)}",
+            "tenant",
+            row.path,
+            tenant_path=row.path,
+            before=before,
+            after=snapshot(row),
+            extra={"reason": reason},
+        )
     )
     return row
 
 
 def _verb(target: TenantStatus) -> str:
-    return {TenantStatus.ACTIVE: "reactivate", TenantStatus.SUSPENDED: "suspend", TenantStatus.RETIRED: "retire"}[
-        target
-    ]
+    return {
+        TenantStatus.ACTIVE: "reactivate",
+        TenantStatus.SUSPENDED: "suspend",
+        TenantStatus.RETIRED: "retire",
+    }[target]
 
 
 def _ensure_nothing_live_below(uow: UnitOfWork, row: Tenant) -> None:
     live_child = uow.session.scalars(
         select(Tenant.path)
-        .where(col(Tenant.path).startswith(row.path + ".", autoescape=True), Tenant.status != TenantStatus.RETIRED)
+        .where(
+            col(Tenant.path).startswith(row.path + ".", autoescape=True),
+            Tenant.status != TenantStatus.RETIRED,
+        )
         .order_by(Tenant.path)
         .limit(1)
     ).first()

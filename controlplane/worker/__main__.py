@@ -20,9 +20,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = Settings()
     app = create_celery(settings)
-    worker_argv = ["worker", f"--pool={args.pool}", f"--concurrency={args.concurrency}",
-                   f"--loglevel={args.loglevel}", f"--queues={args.queues}", f"--hostname={args.hostname}",
-                   "--without-gossip", "--without-mingle"]
+    worker_argv = [
+        "worker",
+        f"--pool={args.pool}",
+        f"--concurrency={args.concurrency}",
+        f"--loglevel={args.loglevel}",
+        f"--queues={args.queues}",
+        f"--hostname={args.hostname}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     if args.beat:
         worker_argv += ["--beat"]
     app.worker_main(argv=worker_argv)

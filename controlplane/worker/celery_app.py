@@ -70,7 +70,7 @@ def create_celery(settings: Settings) -> Celery:
         broker_transport_options={"connect_args": {"timeout": 30}} if settings.embedded else {},
     )
     holder = _ContextHolder(settings, app)
-    app.chutian_context = holder  # type: ignore[attr-defined]
+    app.chutian_context = holder
     for spec in TASKS.values():
         _register(app, spec, holder)
     return app

@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import configs as cfg  # noqa: E402
+import configs as cfg
 
 HERE = Path(__file__).resolve().parent
-BOX = Path(os.environ.get("OPENSTACK_BOX_DIR", "/var/tmp/chutian-openstack-box"))
+BOX = Path(os.environ.get("OPENSTACK_BOX_DIR", "/var/tmp/chutian-openstack-box"))  # noqa: S108
 WHEELHOUSE = Path(os.environ.get("OPENSTACK_BOX_WHEELHOUSE", "/var/cache/chutian/openstack-wheels"))
 VENV = BOX / "venv"
 LOG = BOX / "log"
@@ -66,26 +66,34 @@ class BoxError(Exception):
 
 
 def say(msg: str) -> None:
-    print(f"openstack-box: {msg}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"openstack-box: {msg}\n")
+    sys.stderr.flush()
+
+
+def out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def timing(what: str, seconds: float) -> None:
     # One greppable line per phase, for CI reports.
-    print(f"openstack-box: TIMING {what} {seconds:.1f}s", flush=True)
+    out(f"openstack-box: TIMING {what} {seconds:.1f}s")
 
 
-def run(cmd: list[str], log: Path | None = None, env: dict[str, str] | None = None, check: bool = True) -> int:
+def run(
+    cmd: list[str], log: Path | None = None, env: dict[str, str] | None = None, check: bool = True
+) -> int:
     """Run a command; its output goes to ``log`` (appended) or to our stderr."""
     full_env = {**os.environ, **(env or {})}
     if log is None:
         proc = subprocess.run(cmd, env=full_env, stdout=sys.stderr, stdin=subprocess.DEVNULL, check=False)
     else:
         log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("a") as out:
-            out.write(f"\n$ {' '.join(cmd)}\n")
-            out.flush()
+        with log.open("a") as fh:
+            fh.write(f"\n$ {' '.join(cmd)}\n")
+            fh.flush()
             proc = subprocess.run(
-                cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False
+                cmd, env=full_env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False
             )
     if check and proc.returncode != 0:
         where = f" (see {log})" if log else ""
@@ -122,10 +130,10 @@ def _install_hash(python: str) -> str:
 def _apt_install(packages: Iterable[str]) -> None:
     missing = []
     for pkg in packages:
-        out = subprocess.run(
+        res = subprocess.run(
             ["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True, check=False
         ).stdout
-        if "install ok installed" not in out:
+        if "install ok installed" not in res:
             missing.append(pkg)
     if not missing:
         return
@@ -278,7 +286,9 @@ def services() -> list[Service]:
         Service("nova-scheduler", [str(bin_ / "nova-scheduler"), "--config-file", nova_conf]),
         Service("nova-compute", [str(bin_ / "nova-compute"), "--config-file", nova_conf]),
         # Cinder's services ignore SIGTERM for a while: wait less, then SIGKILL.
-        Service("cinder-scheduler", [str(bin_ / "cinder-scheduler"), "--config-file", cinder_conf], stop_timeout=8),
+        Service(
+            "cinder-scheduler", [str(bin_ / "cinder-scheduler"), "--config-file", cinder_conf], stop_timeout=8
+        ),
         Service(
             "cinder-volume",
             [str(bin_ / "cinder-volume"), "--config-file", cinder_conf],
@@ -348,20 +358,20 @@ def _family(info: dict) -> dict[int, int]:
     """
     procs = _all_procs()
     pid = info["pid"]
-    out: dict[int, int] = {}
+    res: dict[int, int] = {}
     if pid in procs and procs[pid][2] == info["starttime"]:
-        out[pid] = procs[pid][2]
+        res[pid] = procs[pid][2]
     for p, (_ppid, pgrp, start, state) in procs.items():
         if pgrp == pid and state not in ("Z", "X"):
-            out[p] = start
+            res[p] = start
     changed = True
     while changed:
         changed = False
         for p, (ppid, _pgrp, start, _state) in procs.items():
-            if ppid in out and p not in out:
-                out[p] = start
+            if ppid in res and p not in res:
+                res[p] = start
                 changed = True
-    return out
+    return res
 
 
 def _signal_family(family: dict[int, int], sig: int) -> None:
@@ -373,12 +383,12 @@ def _signal_family(family: dict[int, int], sig: int) -> None:
 
 
 def _living(family: dict[int, int]) -> list[int]:
-    out = []
+    res = []
     for pid, start in family.items():
         st = _proc_stat(pid)
         if st and st[2] == start and st[3] not in ("Z", "X"):
-            out.append(pid)
-    return out
+            res.append(pid)
+    return res
 
 
 def launch(svc: Service) -> subprocess.Popen:
@@ -386,14 +396,14 @@ def launch(svc: Service) -> subprocess.Popen:
     LOG.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **svc.env, MARKER: str(BOX)}
     env.pop("OS_CLOUD", None)
-    with svc.log.open("a") as out:
-        out.write(f"\n===== {dt.datetime.now().isoformat(timespec='seconds')} starting {svc.name}\n")
-        out.flush()
+    with svc.log.open("a") as fh:
+        fh.write(f"\n===== {dt.datetime.now().isoformat(timespec='seconds')} starting {svc.name}\n")
+        fh.flush()
         proc = subprocess.Popen(
             svc.cmd,
             env=env,
             cwd=str(BOX),
-            stdout=out,
+            stdout=fh,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # own process group: stop signals the whole group
@@ -523,7 +533,7 @@ def _parse_ts(value: str | None) -> float:
 
 def worker_health(token: str, project_id: str) -> dict[str, tuple[bool, str]]:
     """Health of the RPC services as their APIs list them (state up, heartbeat since this start)."""
-    out: dict[str, tuple[bool, str]] = {}
+    res: dict[str, tuple[bool, str]] = {}
     rows: list[dict] = []
     status, doc, _ = http("GET", cfg.url("nova-api") + "/v2.1/os-services", token)
     if status == 200:
@@ -538,20 +548,22 @@ def worker_health(token: str, project_id: str) -> dict[str, tuple[bool, str]]:
             info = _read_pidfile(service_by_name(name))
         fresh = info is not None and _parse_ts(row.get("updated_at")) >= info["started_at"] - 2
         ok = row.get("state") == "up" and row.get("status") == "enabled" and fresh
-        detail = f"{row.get('state')}/{row.get('status')} host={row.get('host')} updated={row.get('updated_at')}"
+        detail = (
+            f"{row.get('state')}/{row.get('status')} host={row.get('host')} updated={row.get('updated_at')}"
+        )
         if not fresh:
             detail += " (no heartbeat since this start)"
-        if name in out and out[name][0] and not ok:
+        if name in res and res[name][0] and not ok:
             continue  # keep a healthy row (e.g. an old host's row next to ours)
-        out[name] = (ok, detail)
+        res[name] = (ok, detail)
     status, doc, _ = http("GET", cfg.url("nova-api") + "/v2.1/os-hypervisors", token)
     hypers = doc.get("hypervisors", []) if status == 200 else []
     up = [h for h in hypers if h.get("state") == "up" and h.get("status") == "enabled"]
-    out["hypervisor"] = (
+    res["hypervisor"] = (
         bool(up),
         ", ".join(f"{h['hypervisor_hostname']}:{h.get('state')}" for h in hypers) or "none visible",
     )
-    return out
+    return res
 
 
 WORKERS = (
@@ -644,8 +656,10 @@ def reset_databases(log: Path) -> None:
 
 def reset_vhost(log: Path) -> None:
     vhost = cfg.RABBIT_VHOST
-    out = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], capture_output=True, text=True, check=True).stdout
-    if vhost in out.split():
+    res = subprocess.run(
+        ["rabbitmqctl", "-q", "list_vhosts"], capture_output=True, text=True, check=True
+    ).stdout
+    if vhost in res.split():
         run(["rabbitmqctl", "-q", "delete_vhost", vhost], log)
     run(["rabbitmqctl", "-q", "add_vhost", vhost], log)
     run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, SETTINGS.rabbit_user, ".*", ".*", ".*"], log)
@@ -663,8 +677,24 @@ def _db_chains() -> dict[str, list[list[str]]]:
     ]
     return {
         "keystone": [
-            [f"{b}/keystone-manage", *ks, "fernet_setup", "--keystone-user", "root", "--keystone-group", "root"],
-            [f"{b}/keystone-manage", *ks, "credential_setup", "--keystone-user", "root", "--keystone-group", "root"],
+            [
+                f"{b}/keystone-manage",
+                *ks,
+                "fernet_setup",
+                "--keystone-user",
+                "root",
+                "--keystone-group",
+                "root",
+            ],
+            [
+                f"{b}/keystone-manage",
+                *ks,
+                "credential_setup",
+                "--keystone-user",
+                "root",
+                "--keystone-group",
+                "root",
+            ],
             [f"{b}/keystone-manage", *ks, "db_sync"],
             [
                 f"{b}/keystone-manage",
@@ -704,10 +734,20 @@ def _db_chains() -> dict[str, list[list[str]]]:
             [f"{b}/nova-manage", *nova, "db", "sync"],
         ],
         "placement": [
-            [f"{b}/placement-manage", "--config-file", str(BOX / "etc/placement/placement.conf"), "db", "sync"]
+            [
+                f"{b}/placement-manage",
+                "--config-file",
+                str(BOX / "etc/placement/placement.conf"),
+                "db",
+                "sync",
+            ]
         ],
-        "cinder": [[f"{b}/cinder-manage", "--config-file", str(BOX / "etc/cinder/cinder.conf"), "db", "sync"]],
-        "glance": [[f"{b}/glance-manage", "--config-file", str(BOX / "etc/glance/glance-api.conf"), "db_sync"]],
+        "cinder": [
+            [f"{b}/cinder-manage", "--config-file", str(BOX / "etc/cinder/cinder.conf"), "db", "sync"]
+        ],
+        "glance": [
+            [f"{b}/glance-manage", "--config-file", str(BOX / "etc/glance/glance-api.conf"), "db_sync"]
+        ],
         "neutron": [[f"{b}/neutron-db-manage", *neutron, "upgrade", "heads"]],
     }
 
@@ -727,7 +767,9 @@ class Keystone:
     def __init__(self) -> None:
         self.token, self.project_id = admin_token()
 
-    def call(self, method: str, path: str, body: dict | None = None, ok: Iterable[int] = (200, 201, 204)) -> dict:
+    def call(
+        self, method: str, path: str, body: dict | None = None, ok: Iterable[int] = (200, 201, 204)
+    ) -> dict:
         status, doc, _ = http(method, cfg.KEYSTONE_URL + path, self.token, body)
         if status not in ok:
             raise BoxError(f"keystone {method} {path}: HTTP {status} {doc}")
@@ -833,11 +875,14 @@ def _wait(
     while True:
         for svc, proc in procs:
             if proc.poll() is not None:
-                raise BoxError(f"{svc.name} exited with {proc.returncode} while starting; last log lines:\n{_tail(svc.log)}")
+                raise BoxError(
+                    f"{svc.name} exited with {proc.returncode} while starting; "
+                    f"last log lines:\n{_tail(svc.log)}"
+                )
         if ready():
             return
         if time.monotonic() > deadline:
-            raise BoxError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise BoxError(f"timed res after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
 
 
@@ -925,7 +970,13 @@ def cmd_start(args: argparse.Namespace) -> int:
         state["last"] = wh
         if wh.get("nova-compute", (False, ""))[0] and not state["discovered"]:
             run(
-                [str(VENV / "bin/nova-manage"), "--config-file", str(BOX / "etc/nova/nova.conf"), "cell_v2", "discover_hosts"],
+                [
+                    str(VENV / "bin/nova-manage"),
+                    "--config-file",
+                    str(BOX / "etc/nova/nova.conf"),
+                    "cell_v2",
+                    "discover_hosts",
+                ],
                 LOG / "start.log",
             )
             state["discovered"] = True
@@ -957,19 +1008,19 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     res = health()
     bad = 0
-    print(f"{'SERVICE':<18}{'PID':>8}  {'PORT':<6} HEALTH")
+    out(f"{'SERVICE':<18}{'PID':>8}  {'PORT':<6} HEALTH")
     for svc in services():
         info = _read_pidfile(svc)
         pid = str(info["pid"]) if _alive(info) and info else "-"
         ok, detail = res.get(svc.name, (False, "?"))
         if pid == "-":
-            ok, detail = False, "not running" + (f" (stale: {detail})" if res.get(svc.name, (0,))[0] else "")
+            ok, detail = False, f"not running ({detail})"
         bad += not ok
-        print(f"{svc.name:<18}{pid:>8}  {svc.port or '-'!s:<6} {'ok  ' if ok else 'DOWN'} {detail}")
+        out(f"{svc.name:<18}{pid:>8}  {svc.port or '-'!s:<6} {'ok  ' if ok else 'DOWN'} {detail}")
     ok, detail = res["hypervisor"]
     bad += not ok
-    print(f"{'hypervisor':<18}{'-':>8}  {'-':<6} {'ok  ' if ok else 'DOWN'} {detail}")
-    print(f"box: {BOX}  clouds.yaml: {BOX / 'clouds.yaml'} (cloud {cfg.CLOUD_NAME})")
+    out(f"{'hypervisor':<18}{'-':>8}  {'-':<6} {'ok  ' if ok else 'DOWN'} {detail}")
+    out(f"box: {BOX}  clouds.yaml: {BOX / 'clouds.yaml'} (cloud {cfg.CLOUD_NAME})")
     return 1 if bad else 0
 
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 REGION = "wuhan"
 ADMIN_USER = "admin"
-ADMIN_PASSWORD = "chutian-box-admin"
+ADMIN_PASSWORD = "chutian-box-admin"  # noqa: S105 (a local test box)
 ADMIN_PROJECT = "admin"
 SERVICE_PROJECT = "service"
-SERVICE_PASSWORD = "chutian-box-service"
+SERVICE_PASSWORD = "chutian-box-service"  # noqa: S105
 HOST = "chutian-box"
 CLOUD_NAME = "chutian-box"
 
@@ -67,7 +67,7 @@ class Settings:
     rabbit_host: str = "127.0.0.1"
     rabbit_port: int = 5672
     rabbit_user: str = "guest"
-    rabbit_password: str = "guest"
+    rabbit_password: str = "guest"  # noqa: S105
 
     def db(self, name: str) -> str:
         auth = self.db_user + (f":{self.db_password}" if self.db_password else "")
@@ -165,6 +165,9 @@ connection = {s.db("chutian_box_placement")}
 {_authtoken("placement")}"""
 
 
+_CINDER_CLIENT = _client("cinder", "nova", "os_region_name")
+
+
 def nova_conf(s: Settings) -> str:
     state = s.state("nova")
     return f"""[DEFAULT]
@@ -232,7 +235,7 @@ api_paste_config = {s.etc("nova")}/api-paste.ini
 
 [privsep]
 helper_command = {s.venv}/bin/privsep-helper --config-file {s.etc("nova")}/nova.conf
-{_authtoken("nova")}{_client("placement", "nova")}{_client("neutron", "nova")}{_client("cinder", "nova", "os_region_name")}
+{_authtoken("nova")}{_client("placement", "nova")}{_client("neutron", "nova")}{_CINDER_CLIENT}
 [glance]
 region_name = {REGION}
 valid_interfaces = public
@@ -308,7 +311,8 @@ use = call:cinder.api:root_app_factory
 use = call:cinder.api.middleware.auth:pipeline_factory
 noauth = request_id cors http_proxy_to_wsgi faultwrap sizelimit osprofiler noauth apiv3
 keystone = request_id cors http_proxy_to_wsgi faultwrap sizelimit osprofiler authtoken keystonecontext apiv3
-keystone_nolimit = request_id cors http_proxy_to_wsgi faultwrap sizelimit osprofiler authtoken keystonecontext apiv3
+keystone_nolimit = request_id cors http_proxy_to_wsgi faultwrap sizelimit osprofiler authtoken
+    keystonecontext apiv3
 
 [filter:http_proxy_to_wsgi]
 paste.filter_factory = oslo_middleware.http_proxy_to_wsgi:HTTPProxyToWSGI.factory

@@ -28,6 +28,15 @@ def assert_problem(response: Response, status: int, slug: str | None = None) -> 
     return body
 
 
-def new_tenant(parent: str = "hubei.wuhan", code: str = "newunit", kind: str = "district", **extra: Any) -> dict[str, Any]:
-    return {"parent": parent, "code": code, "name_zh": "新单位", "name_en": "New unit", "kind": kind,
-            "credit_code": credit_code(), **extra}
+def new_tenant(
+    parent: str = "hubei.wuhan", code: str = "newunit", kind: str = "district", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "parent": parent,
+        "code": code,
+        "name_zh": "新单位",
+        "name_en": "New unit",
+        "kind": kind,
+        "credit_code": credit_code(),
+        **extra,
+    }

@@ -7,8 +7,25 @@ from fastapi.testclient import TestClient
 
 from tests.controlplane.helpers import assert_problem, credit_code, new_tenant
 
-CITIES = {"wuhan", "huangshi", "shiyan", "yichang", "xiangyang", "ezhou", "jingmen", "xiaogan", "jingzhou",
-          "huanggang", "xianning", "suizhou", "enshi", "xiantao", "qianjiang", "tianmen", "shennongjia"}
+CITIES = {
+    "wuhan",
+    "huangshi",
+    "shiyan",
+    "yichang",
+    "xiangyang",
+    "ezhou",
+    "jingmen",
+    "xiaogan",
+    "jingzhou",
+    "huanggang",
+    "xianning",
+    "suizhou",
+    "enshi",
+    "xiantao",
+    "qianjiang",
+    "tianmen",
+    "shennongjia",
+}
 
 
 def all_pages(client: TestClient, url: str) -> list[dict]:
@@ -32,8 +49,20 @@ def test_seeded_tree_lists_province_departments_and_all_17_divisions(client: Tes
     cities = {t["code"] for t in items if t["kind"] == "city"}
     assert cities == CITIES
     departments = {t["name_zh"] for t in items if t["kind"] == "department"}
-    assert {"省发展改革委", "省经信委", "省网信办", "省公安厅", "省卫生计生委", "省教育厅", "省农业厅", "省环保厅",
-            "省旅游委", "省扶贫办", "省科技厅", "省商务厅"} <= departments
+    assert {
+        "省发展改革委",
+        "省经信委",
+        "省网信办",
+        "省公安厅",
+        "省卫生计生委",
+        "省教育厅",
+        "省农业厅",
+        "省环保厅",
+        "省旅游委",
+        "省扶贫办",
+        "省科技厅",
+        "省商务厅",
+    } <= departments
     assert sum(1 for p in paths if p.startswith("hubei.wuhan.")) == 13
     assert sum(1 for p in paths if p.startswith("hubei.yichang.")) == 13
 
@@ -60,7 +89,9 @@ def test_ancestors_root_first(client: TestClient) -> None:
 
 
 def test_create_inherits_zone_and_ceiling_and_reads_back(client: TestClient) -> None:
-    response = client.post("/v1/tenants", json=new_tenant(parent="hubei.wuhan.jiangan", code="edu-bureau", kind="unit"))
+    response = client.post(
+        "/v1/tenants", json=new_tenant(parent="hubei.wuhan.jiangan", code="edu-bureau", kind="unit")
+    )
     assert response.status_code == 201, response.text
     created = response.json()
     assert created["path"] == "hubei.wuhan.jiangan.edu-bureau" and created["depth"] == 3
@@ -124,7 +155,9 @@ def test_kind_must_fit_under_parent(client: TestClient, parent: str, kind: str) 
 def test_mlps_ceiling_cannot_exceed_parent(client: TestClient) -> None:
     ceiling = client.get("/v1/tenants/hubei.yichang").json()["mlps_ceiling"]
     assert ceiling == 3
-    problem = assert_problem(client.post("/v1/tenants", json=new_tenant(parent="hubei.yichang", mlps_ceiling=4)), 422)
+    problem = assert_problem(
+        client.post("/v1/tenants", json=new_tenant(parent="hubei.yichang", mlps_ceiling=4)), 422
+    )
     assert problem["field"] == "mlps_ceiling"
 
 
@@ -133,22 +166,37 @@ def test_unknown_parent_is_404(client: TestClient) -> None:
 
 
 def test_rename_moves_the_whole_subtree(client: TestClient) -> None:
-    assert client.post("/v1/tenants", json=new_tenant(parent="hubei.wuhan.hongshan", code="school", kind="unit")).status_code == 201
-    assert client.post("/v1/tenants", json=new_tenant(parent="hubei.wuhan.hongshan.school", code="lab", kind="unit")).status_code == 201
+    assert (
+        client.post(
+            "/v1/tenants", json=new_tenant(parent="hubei.wuhan.hongshan", code="school", kind="unit")
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            "/v1/tenants", json=new_tenant(parent="hubei.wuhan.hongshan.school", code="lab", kind="unit")
+        ).status_code
+        == 201
+    )
     response = client.patch("/v1/tenants/hubei.wuhan.hongshan", json={"code": "hongshan-d"})
     assert response.status_code == 200, response.text
     assert response.json()["path"] == "hubei.wuhan.hongshan-d"
     assert client.get("/v1/tenants/hubei.wuhan.hongshan-d.school.lab").status_code == 200
     assert client.get("/v1/tenants/hubei.wuhan.hongshan.school").status_code == 404
-    assert [t["path"] for t in client.get("/v1/tenants/hubei.wuhan.hongshan-d.school.lab/ancestors").json()] == [
-        "hubei", "hubei.wuhan", "hubei.wuhan.hongshan-d", "hubei.wuhan.hongshan-d.school"]
+    assert [
+        t["path"] for t in client.get("/v1/tenants/hubei.wuhan.hongshan-d.school.lab/ancestors").json()
+    ] == ["hubei", "hubei.wuhan", "hubei.wuhan.hongshan-d", "hubei.wuhan.hongshan-d.school"]
 
 
 def test_update_with_stale_version_is_409_and_changes_nothing(client: TestClient) -> None:
     current = client.get("/v1/tenants/hubei.xiantao").json()
-    ok = client.patch("/v1/tenants/hubei.xiantao", json={"dr_link_mbps": 300}, headers={"If-Match": str(current["version"])})
+    ok = client.patch(
+        "/v1/tenants/hubei.xiantao", json={"dr_link_mbps": 300}, headers={"If-Match": str(current["version"])}
+    )
     assert ok.status_code == 200 and ok.json()["version"] == current["version"] + 1
-    stale = client.patch("/v1/tenants/hubei.xiantao", json={"dr_link_mbps": 5}, headers={"If-Match": str(current["version"])})
+    stale = client.patch(
+        "/v1/tenants/hubei.xiantao", json={"dr_link_mbps": 5}, headers={"If-Match": str(current["version"])}
+    )
     assert_problem(stale, 409)
     assert client.get("/v1/tenants/hubei.xiantao").json()["dr_link_mbps"] == 300
 
@@ -164,13 +212,21 @@ def test_suspend_reactivate_retire(client: TestClient) -> None:
     assert suspended.json()["status_reason"] == "audit finding"
     # nothing new may be created under a suspended tenant
     assert_problem(client.post("/v1/tenants", json=new_tenant(parent="hubei.wuhan.hannan", kind="unit")), 409)
-    problem = assert_problem(client.post("/v1/tenants/hubei.wuhan.hannan:suspend", json={"reason": "again"}), 409,
-                             "invalid-transition")
+    problem = assert_problem(
+        client.post("/v1/tenants/hubei.wuhan.hannan:suspend", json={"reason": "again"}),
+        409,
+        "invalid-transition",
+    )
     assert problem["current_state"] == "suspended"
-    assert client.post("/v1/tenants/hubei.wuhan.hannan:reactivate", json={"reason": "fixed"}).json()["status"] == "active"
+    assert (
+        client.post("/v1/tenants/hubei.wuhan.hannan:reactivate", json={"reason": "fixed"}).json()["status"]
+        == "active"
+    )
     retired = client.post("/v1/tenants/hubei.wuhan.hannan:retire", json={"reason": "merged"})
     assert retired.json()["status"] == "retired"
-    problem = assert_problem(client.post("/v1/tenants/hubei.wuhan.hannan:reactivate", json={"reason": "x"}), 409)
+    problem = assert_problem(
+        client.post("/v1/tenants/hubei.wuhan.hannan:reactivate", json={"reason": "x"}), 409
+    )
     assert problem["current_state"] == "retired"
 
 

@@ -29,8 +29,9 @@ def count(engine: Engine, model: Any, **where: Any) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
-def test_failed_commit_is_problem_json_and_no_rows(client: TestClient, engine: Engine,
-                                                    dispatcher: RecordingDispatcher) -> None:
+def test_failed_commit_is_problem_json_and_no_rows(
+    client: TestClient, engine: Engine, dispatcher: RecordingDispatcher
+) -> None:
     @event.listens_for(engine, "commit")
     def fail_commit(conn: Any) -> None:
         raise sa_exc.OperationalError("COMMIT", {}, Exception("disk I/O error (injected)"))
@@ -46,7 +47,9 @@ def test_failed_commit_is_problem_json_and_no_rows(client: TestClient, engine: E
     assert dispatcher.sent == [], "a job left although its unit never committed"
 
 
-def test_job_is_sent_only_after_commit(client: TestClient, engine: Engine, dispatcher: RecordingDispatcher) -> None:
+def test_job_is_sent_only_after_commit(
+    client: TestClient, engine: Engine, dispatcher: RecordingDispatcher
+) -> None:
     response = client.post("/v1/system:selftest")
     assert response.status_code == 202
     assert dispatcher.sent == [Job("chutian.operations.run", {"operation_id": response.json()["id"]})]
@@ -54,7 +57,9 @@ def test_job_is_sent_only_after_commit(client: TestClient, engine: Engine, dispa
 
 
 @pytest.fixture
-def flaky_client(settings: Settings, engine: Engine, site: Site, request: pytest.FixtureRequest) -> Iterator[TestClient]:
+def flaky_client(
+    settings: Settings, engine: Engine, site: Site, request: pytest.FixtureRequest
+) -> Iterator[TestClient]:
     failures = {"left": request.param}
 
     def serialization_failure(uow: UnitOfWork) -> None:
@@ -62,8 +67,13 @@ def flaky_client(settings: Settings, engine: Engine, site: Site, request: pytest
             failures["left"] -= 1
             raise RetryableConflict("could not serialize access (injected)")
 
-    app = create_app(settings, engine=engine, site=site, dispatcher=RecordingDispatcher(),
-                     configure=lambda ctx: ctx.before_commit.append(serialization_failure))
+    app = create_app(
+        settings,
+        engine=engine,
+        site=site,
+        dispatcher=RecordingDispatcher(),
+        configure=lambda ctx: ctx.before_commit.append(serialization_failure),
+    )
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 

@@ -36,7 +36,9 @@ def test_catalog_has_every_service_in_region_wuhan(box_admin: Conn) -> None:
     assert endpoints and {e.region_id for e in endpoints} == {"wuhan"}
 
 
-def test_domain_project_group_and_role_assignment(box_admin: Conn, unique_name: Names, cleanup: Cleanup) -> None:
+def test_domain_project_group_and_role_assignment(
+    box_admin: Conn, unique_name: Names, cleanup: Cleanup
+) -> None:
     idn = box_admin.identity
     domain = idn.create_domain(name=unique_name("domain"), description="smoke")
 
@@ -45,7 +47,9 @@ def test_domain_project_group_and_role_assignment(box_admin: Conn, unique_name: 
         idn.delete_domain(domain, ignore_missing=True)
 
     cleanup(drop_domain)
-    project = idn.create_project(name=unique_name("project"), domain_id=domain.id, description="smoke project")
+    project = idn.create_project(
+        name=unique_name("project"), domain_id=domain.id, description="smoke project"
+    )
     cleanup(lambda: idn.delete_project(project, ignore_missing=True))
     group = idn.create_group(name=unique_name("group"), domain_id=domain.id)
     cleanup(lambda: idn.delete_group(group, ignore_missing=True))
@@ -54,7 +58,11 @@ def test_domain_project_group_and_role_assignment(box_admin: Conn, unique_name: 
 
     assert idn.get_domain(domain.id).name == domain.name
     fetched = idn.get_project(project.id)
-    assert (fetched.name, fetched.domain_id, fetched.description) == (project.name, domain.id, "smoke project")
+    assert (fetched.name, fetched.domain_id, fetched.description) == (
+        project.name,
+        domain.id,
+        "smoke project",
+    )
     assert idn.get_group(group.id).domain_id == domain.id
     assert idn.validate_group_has_project_role(project, group, role)
     assignments = list(idn.role_assignments(scope_project_id=project.id, group_id=group.id))

@@ -1,0 +1,3 @@
+from controlplane.cli.main import app
+
+app(prog_name="chutian")
