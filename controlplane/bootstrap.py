@@ -33,9 +33,7 @@ def check_config(settings: Settings, *, create_embedded_key: bool = False) -> tu
     except ArgumentError:
         problems.append("CHUTIAN_DATABASE_URL: not a database URL")
     if settings.broker_url and not settings.broker_url.startswith(BROKER_SCHEMES):
-        problems.append(
-            f"CHUTIAN_BROKER_URL: unsupported scheme (expected one of {', '.join(BROKER_SCHEMES)})"
-        )
+        problems.append(f"CHUTIAN_BROKER_URL: unsupported scheme (expected one of {', '.join(BROKER_SCHEMES)})")
     problems += _secret_problems(settings, create_embedded_key=create_embedded_key)
     return site, problems
 
@@ -84,7 +82,48 @@ def seed_database(engine: object, site: Site, *, seed: bool = True) -> None:
     from controlplane.catalogue.service import sync_from_site
     from controlplane.tenants.seed import seed_org_tree
 
-    with unit_of_work(engine) as uow:  # type: ignore[arg-type]
+    with unit_of_work(engine) as uow:
         sync_from_site(uow, site)
         if seed:
             seed_org_tree(uow)
+
+
+def ensure_embedded_admin(settings: Settings) -> Path | None:
+    """Embedded mode, first run: mint a platform-admin token into a 0600 file in the data dir
+    (never into a log), so a newcomer can call the API at once. Returns the file's path."""
+    import os
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from controlplane.audit.chain import append_hook
+    from controlplane.auth import bindings, tokens
+    from controlplane.auth.models import PrincipalKind, Role, RoleBinding
+    from controlplane.auth.principal import system_principal
+
+    if not (settings.embedded and settings.is_sqlite):
+        return None
+    path = settings.data_dir / "admin-token"
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with unit_of_work(engine, principal=system_principal("embedded-setup"), before_commit=[append_hook]) as uow:
+            has_admin = uow.session.scalars(
+                select(RoleBinding.id).where(RoleBinding.role == Role.PLATFORM_ADMIN.value).limit(1)
+            ).first()
+            if has_admin is not None:
+                return path if path.exists() else None
+            bindings.ensure_platform_admin(uow, "admin", created_by="embedded-setup")
+            _, secret = tokens.mint(
+                uow,
+                subject="admin",
+                name="embedded",
+                kind=PrincipalKind.USER,
+                created_by="embedded-setup",
+                ttl=timedelta(days=settings.token_default_ttl_days),
+            )
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(secret + "\n")
+    finally:
+        engine.dispose()
+    return path

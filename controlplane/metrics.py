@@ -46,7 +46,13 @@ class HeartbeatCollector(Collector):
 COLLECTOR_FACTORIES.append(HeartbeatCollector)
 
 
+def load_collector_modules() -> None:
+    """Import every module that appends to COLLECTOR_FACTORIES (explicit, no scanning)."""
+    from controlplane.audit import collector as _audit  # noqa: F401
+
+
 def build_registry(engine: Engine) -> tuple[CollectorRegistry, Histogram]:
+    load_collector_modules()
     registry = CollectorRegistry(auto_describe=False)
     for factory in COLLECTOR_FACTORIES:
         registry.register(factory(engine))

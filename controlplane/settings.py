@@ -20,9 +20,7 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite under data_dir")
     broker_url: str = Field(default="", description="Celery broker; empty = embedded SQLAlchemy transport")
     site_file: Path | None = Field(default=None, description="YAML site file; empty = the shipped default")
-    secret_keys_file: Path | None = Field(
-        default=None, description="Fernet keys, one per line, first encrypts"
-    )
+    secret_keys_file: Path | None = Field(default=None, description="Fernet keys, one per line, first encrypts")
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
@@ -30,6 +28,15 @@ class Settings(BaseSettings):
     demo_data: bool = True
     log_level: str = "INFO"
     page_size_max: int = Field(default=500, ge=1)
+    token_default_ttl_days: int = Field(default=90, ge=1, le=3650)
+    audit_verify_interval_s: float = Field(default=300.0, gt=0)
+    # OIDC (optional): bearer JWTs from this issuer, keys from its JWKS, roles from claims.
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    # [{"claim": "groups", "value": "wuhan-ops", "role": "operator", "tenant": "hubei.wuhan"}, ...]
+    oidc_claim_mappings: list[dict[str, str]] = Field(default_factory=list)
 
     @field_validator("log_level")
     @classmethod

@@ -11,20 +11,23 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import Engine, make_url
 
 from controlplane.api.app import create_app
+from controlplane.audit.chain import append_hook
 from controlplane.bootstrap import seed_database
 from controlplane.db.engine import make_engine
 from controlplane.db.migrate import upgrade
-from controlplane.db.uow import RecordingDispatcher
+from controlplane.db.uow import RecordingDispatcher, unit_of_work
 from controlplane.settings import Settings
 from controlplane.site_config import Site, load_site
 
@@ -40,9 +43,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in items:
         if item.get_closest_marker("postgres_only"):
-            item.add_marker(
-                pytest.mark.skip(reason="needs PostgreSQL: runs in the PostgreSQL phase of scripts/test")
-            )
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: runs in the PostgreSQL phase of scripts/test"))
 
 
 def _admin_engine() -> Engine:
@@ -136,9 +137,60 @@ def dispatcher() -> RecordingDispatcher:
 
 
 @pytest.fixture
-def client(
-    settings: Settings, engine: Engine, site: Site, dispatcher: RecordingDispatcher
-) -> Iterator[TestClient]:
-    app = create_app(settings, engine=engine, site=site, dispatcher=dispatcher)
+def app(settings: Settings, engine: Engine, site: Site, dispatcher: RecordingDispatcher) -> FastAPI:
+    return create_app(settings, engine=engine, site=site, dispatcher=dispatcher)
+
+
+def grant_token(engine: Engine, subject: str, bindings: list[tuple[str, str]]) -> str:
+    """Bind `subject` to (role, tenant path) pairs and mint it a token, as an admin would."""
+    from controlplane.auth import tokens
+    from controlplane.auth.models import PrincipalKind, RoleBinding
+    from controlplane.auth.principal import system_principal
+    from controlplane.tenants.models import Tenant
+
+    with unit_of_work(engine, principal=system_principal("test-setup"), before_commit=[append_hook]) as uow:
+        for role, path in bindings:
+            tenant_id = uow.session.scalars(select(Tenant.id).where(Tenant.path == path)).one()
+            uow.session.add(
+                RoleBinding(
+                    subject=subject, role=role, tenant_id=tenant_id, created_by="test-setup", created_at=uow.now()
+                )
+            )
+        _, secret = tokens.mint(
+            uow, subject=subject, name="test", kind=PrincipalKind.USER, created_by="test-setup", ttl=timedelta(days=1)
+        )
+    return secret
+
+
+@pytest.fixture
+def anon(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def api_as(app: FastAPI, engine: Engine) -> Iterator[Callable[..., TestClient]]:
+    """`api_as("tenant-admin", "hubei.wuhan")`: a client for a fresh subject holding that role there
+    (extra (role, path) pairs may follow; `subject=` names it)."""
+    clients: list[TestClient] = []
+
+    def make(role: str, path: str, *more: tuple[str, str], subject: str | None = None) -> TestClient:
+        name = subject or f"{role}.{path}.{uuid.uuid4().hex[:6]}"
+        token = grant_token(engine, name, [(role, path), *more])
+        test_client = TestClient(app, raise_server_exceptions=False)
+        test_client.__enter__()
+        test_client.headers["Authorization"] = f"Bearer {token}"
+        test_client.token = token  # type: ignore[attr-defined]
+        test_client.subject = name  # type: ignore[attr-defined]
+        clients.append(test_client)
+        return test_client
+
+    yield make
+    for test_client in clients:
+        test_client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(api_as: Callable[..., TestClient]) -> TestClient:
+    """A platform admin bound at the province: sees and may do everything."""
+    return api_as("platform-admin", "hubei", subject="admin")

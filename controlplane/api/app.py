@@ -16,6 +16,8 @@ from sqlalchemy.engine import Engine
 from controlplane.api import problems
 from controlplane.api.context import AppContext
 from controlplane.api.retry import RetryMiddleware
+from controlplane.audit.chain import append_hook
+from controlplane.auth.oidc import OidcVerifier
 from controlplane.db.engine import make_engine
 from controlplane.db.uow import Dispatcher
 from controlplane.metrics import LatencyMiddleware, build_registry
@@ -54,7 +56,9 @@ def create_app(
         registry=registry,
         latency=latency,
         broker_probe=broker_probe,
+        before_commit=[append_hook],  # audit is appended last, just before commit
     )
+    ctx.extras["oidc"] = OidcVerifier(settings)
     if configure is not None:
         configure(ctx)
 
@@ -69,6 +73,8 @@ def create_app(
         version="0.1.0",
         description="Tenants, quotas, approvals, provisioning and remote DR for Hubei's e-government cloud.",
         lifespan=lifespan,
+        docs_url=None,  # only /healthz, /readyz and /openapi.json are public
+        redoc_url=None,
     )
     app.state.ctx = ctx
     problems.install(app)
@@ -81,9 +87,7 @@ def create_app(
 
 async def _request_id(request: Request, call_next: Callable[[Request], Any]) -> Response:
     incoming = request.headers.get("x-request-id", "")
-    request.state.request_id = (
-        incoming if 8 <= len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
-    )
+    request.state.request_id = incoming if 8 <= len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
     response: Response = await call_next(request)
     response.headers["X-Request-ID"] = request.state.request_id
     return response
@@ -102,11 +106,15 @@ def _broker_probe(celery_app: Any) -> Callable[[], bool]:
 
 
 def _routes(app: FastAPI) -> None:
+    from controlplane.audit.routes import router as audit
+    from controlplane.auth.routes import router as identity
     from controlplane.catalogue.routes import router as catalogue
     from controlplane.operations.routes import router as operations
     from controlplane.tenants.routes import router as tenants
 
     app.include_router(tenants)
+    app.include_router(identity)
+    app.include_router(audit)
     app.include_router(catalogue)
     app.include_router(operations)
 
@@ -128,9 +136,7 @@ def _routes(app: FastAPI) -> None:
                     newest = conn.execute(select(func.max(WorkerHeartbeat.last_seen))).scalar()
                     age = (ctx.clock() - _aware(newest)).total_seconds() if newest else None
                     fresh = age is not None and age < ctx.settings.heartbeat_max_age_s
-                    checks["worker"] = (
-                        "ok" if fresh else ("no heartbeat" if age is None else f"stale ({age:.0f} s)")
-                    )
+                    checks["worker"] = "ok" if fresh else ("no heartbeat" if age is None else f"stale ({age:.0f} s)")
         except Exception as exc:
             log.warning("readiness: database check failed: %s", type(exc).__name__)
             checks["database"] = "unreachable"

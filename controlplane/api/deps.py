@@ -1,4 +1,5 @@
-"""Request-scoped dependencies: the unit of work commits *before* the response is sent.
+"""Request-scoped dependencies: who is asking, and the unit of work that commits *before*
+the response is sent.
 
 `Depends(..., scope="function")` runs the code after `yield` when the path operation
 returns, before FastAPI sends anything, so a failed commit becomes problem+json and
@@ -12,12 +13,15 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from controlplane.api.context import AppContext
-from controlplane.auth.principal import Principal, loopback_principal
+from controlplane.auth.authn import authenticate
+from controlplane.auth.principal import Principal
 from controlplane.db.uow import UnitOfWork
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_bearer = HTTPBearer(auto_error=False, description="An API token (ctk_…) or an OIDC access token")
 
 
 def app_context(request: Request) -> AppContext:
@@ -25,9 +29,17 @@ def app_context(request: Request) -> AppContext:
     return ctx
 
 
-def current_principal(request: Request) -> Principal:
-    """The seam the identity issue fills with token/OIDC authentication."""
-    principal: Principal = getattr(request.state, "principal", None) or loopback_principal()
+def current_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """Every non-public route depends on this: 401 problem+json without a valid credential."""
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    ctx = app_context(request)
+    header = f"Bearer {credentials.credentials}" if credentials else request.headers.get("authorization")
+    principal = authenticate(ctx.engine, header, oidc=ctx.extras.get("oidc"), clock=ctx.clock)
+    request.state.principal = principal
     return principal
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from controlplane.api.deps import PrincipalDep, UnitOfWorkDep
+from controlplane.auth.policy import authorize
 from controlplane.catalogue import service
 from controlplane.catalogue.models import CloudRow, FlavorRow, RegionRow
 from controlplane.catalogue.schemas import CloudPatch, CloudPublic, FlavorPublic, RegionPatch, RegionPublic
@@ -45,6 +46,7 @@ def get_region(code: Code, uow: UnitOfWorkDep, who: PrincipalDep) -> RegionPubli
 
 @router.patch("/regions/{code}", response_model=RegionPublic)
 def patch_region(code: Code, body: RegionPatch, uow: UnitOfWorkDep, who: PrincipalDep) -> RegionPublic:
+    authorize(who, "catalogue.write", None)
     return region_public(service.patch_region(uow, code, body))
 
 
@@ -60,6 +62,7 @@ def get_cloud(code: Code, uow: UnitOfWorkDep, who: PrincipalDep) -> CloudPublic:
 
 @router.patch("/clouds/{code}", response_model=CloudPublic)
 def patch_cloud(code: Code, body: CloudPatch, uow: UnitOfWorkDep, who: PrincipalDep) -> CloudPublic:
+    authorize(who, "catalogue.write", None)
     return cloud_public(service.patch_cloud(uow, code, body))
 
 

@@ -83,9 +83,7 @@ def cloud(uow: UnitOfWork, code: str, *, for_update: bool = False) -> CloudRow:
 
 
 def flavors(uow: UnitOfWork) -> Sequence[FlavorRow]:
-    return list(
-        uow.session.scalars(select(FlavorRow).order_by(FlavorRow.vcpus, FlavorRow.ram_mb, FlavorRow.name))
-    )
+    return list(uow.session.scalars(select(FlavorRow).order_by(FlavorRow.vcpus, FlavorRow.ram_mb, FlavorRow.name)))
 
 
 def flavor(uow: UnitOfWork, name: str) -> FlavorRow:

@@ -17,6 +17,8 @@ from controlplane.settings import Settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Chutian Cloud (楚天云) control plane")
 tenants_app = typer.Typer(no_args_is_help=True, help="The organisation tree")
 app.add_typer(tenants_app, name="tenants")
+audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail")
+app.add_typer(audit_app, name="audit")
 
 out = Console()
 err = Console(stderr=True)
@@ -176,9 +178,7 @@ def _with_uow(fn: Any) -> Any:
 @tenants_app.command("list")
 def tenants_list(
     subtree: Annotated[str | None, typer.Option(help="Only this subtree, e.g. hubei.wuhan")] = None,
-    kind: Annotated[
-        str | None, typer.Option(help="province, department, city, county, district, unit")
-    ] = None,
+    kind: Annotated[str | None, typer.Option(help="province, department, city, county, district, unit")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List tenants (root first, by path)."""
@@ -233,7 +233,7 @@ def tenants_create(
     """Create a tenant below PARENT."""
     from pydantic import ValidationError
 
-    from controlplane.auth.principal import Scope
+    from controlplane.auth.principal import system_principal
     from controlplane.tenants import service
     from controlplane.tenants.schemas import TenantCreate, TenantPublic
 
@@ -251,8 +251,79 @@ def tenants_create(
         for e in exc.errors():
             err.print(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}", markup=False)
         raise typer.Exit(2) from None
-    item = _with_uow(lambda uow: TenantPublic.from_row(service.create(uow, Scope(), body)))
+    item = _with_uow(lambda uow: TenantPublic.from_row(service.create(uow, system_principal("cli"), body)))
     if json_out:
         sys.stdout.write(item.model_dump_json() + "\n")
     else:
         out.print(_tenant_rows([item]))
+
+
+@app.command("bootstrap-admin")
+def bootstrap_admin(
+    name: Annotated[str, typer.Option(help="Subject name of the platform admin", min=1)],
+    days: Annotated[int, typer.Option(help="Token lifetime in days", min=1, max=3650)] = 30,
+) -> None:
+    """Create a platform-admin binding for NAME and print a new token for it (stdout: the token only)."""
+    from datetime import timedelta
+
+    from controlplane.audit.chain import append_hook
+    from controlplane.auth import bindings, tokens
+    from controlplane.auth.models import PrincipalKind
+    from controlplane.auth.principal import system_principal
+    from controlplane.auth.schemas import TokenCreate
+    from controlplane.bootstrap import prepare
+    from controlplane.db.engine import make_engine
+    from controlplane.db.uow import run_in_unit
+
+    settings = _settings()
+    try:
+        TokenCreate(name="bootstrap", subject=name)
+    except Exception:
+        err.print("--name: use letters, digits and . _ @ : + - only")
+        raise typer.Exit(2) from None
+    try:
+        prepare(settings, seed=True)
+    except ConfigurationError as exc:
+        _fail_config(exc)
+    engine = make_engine(settings.resolved_database_url)
+
+    def work(uow: Any) -> str:
+        bindings.ensure_platform_admin(uow, name, created_by="bootstrap-admin")
+        _, secret = tokens.mint(
+            uow,
+            subject=name,
+            name="bootstrap",
+            kind=PrincipalKind.USER,
+            created_by="bootstrap-admin",
+            ttl=timedelta(days=days),
+        )
+        return secret
+
+    try:
+        secret = run_in_unit(engine, work, principal=system_principal("bootstrap-admin"), before_commit=[append_hook])
+    finally:
+        engine.dispose()
+    sys.stdout.write(secret + "\n")
+
+
+@audit_app.command("verify")
+def audit_verify(json_out: JsonOpt = False) -> None:
+    """Check the whole chain; exit 1 naming the first broken event."""
+    from controlplane.audit.chain import verify
+    from controlplane.db.engine import make_engine
+    from controlplane.db.uow import unit_of_work
+
+    settings = _settings()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with unit_of_work(engine, readonly=True) as uow:
+            result = verify(uow.session)
+    finally:
+        engine.dispose()
+    if json_out:
+        sys.stdout.write(json.dumps(result.__dict__) + "\n")
+    elif result.ok:
+        out.print(f"[green]audit chain intact[/green]: {result.checked} events, head {result.head_seq}")
+    else:
+        err.print(f"[red]audit chain broken[/red]: {result.problem}", markup=True, highlight=False)
+    raise typer.Exit(0 if result.ok else 1)

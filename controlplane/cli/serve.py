@@ -22,7 +22,7 @@ import uvicorn
 from prometheus_client import start_http_server
 
 from controlplane.api.app import create_app
-from controlplane.bootstrap import prepare
+from controlplane.bootstrap import ensure_embedded_admin, prepare
 from controlplane.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,7 @@ class WorkerSupervisor:
         backoff = 1.0
         while not self._stop.wait(1.0):
             if self.proc is not None and self.proc.poll() is not None:
-                log.warning(
-                    "embedded worker exited with %s; restarting in %.0f s", self.proc.returncode, backoff
-                )
+                log.warning("embedded worker exited with %s; restarting in %.0f s", self.proc.returncode, backoff)
                 if self._stop.wait(backoff):
                     return
                 backoff = min(backoff * 2, 30.0)
@@ -111,6 +109,16 @@ class WorkerSupervisor:
 def run_serve(settings: Settings, *, host: str, port: int, with_worker: bool) -> None:
     started = time.monotonic()
     site = prepare(settings, seed=True)
+    token_file = ensure_embedded_admin(settings)
+    if token_file is not None:
+        log.info(
+            "platform-admin token for 'admin' is in %s (mode 0600): "
+            'curl -H "Authorization: Bearer $(cat %s)" http://%s:%d/v1/tenants',
+            token_file,
+            token_file,
+            host,
+            port,
+        )
     app = create_app(settings, site=site)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=app.state.ctx.registry)

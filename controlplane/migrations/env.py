@@ -9,11 +9,7 @@ from controlplane.db.registry import metadata
 from controlplane.settings import Settings
 
 config = context.config
-url = (
-    config.attributes.get("url")
-    or config.get_main_option("sqlalchemy.url")
-    or Settings().resolved_database_url
-)
+url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url") or Settings().resolved_database_url
 
 
 def run_migrations_offline() -> None:
@@ -37,7 +33,7 @@ def run_migrations_online() -> None:
 
 def _run(connection: object) -> None:
     context.configure(
-        connection=connection,  # type: ignore[arg-type]
+        connection=connection,
         target_metadata=metadata,
         render_as_batch=True,
         compare_type=True,

@@ -6,12 +6,16 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.engine import CursorResult
 
+from controlplane.auth.policy import authorize, can
+from controlplane.auth.principal import Principal
 from controlplane.db.uow import Job, UnitOfWork
 from controlplane.errors import NotFound
 from controlplane.operations.models import Operation, OperationState
+from controlplane.tenants import service as tenants
+from controlplane.tenants.models import Tenant
 
 OPERATION_TASK = "chutian.operations.run"
 
@@ -42,10 +46,37 @@ def get(uow: UnitOfWork, operation_id: uuid.UUID) -> Operation:
     return row
 
 
+def get_visible(uow: UnitOfWork, who: Principal, operation_id: uuid.UUID) -> Operation:
+    """An operation belongs to its tenant's subtree; system operations to province-level roles."""
+    row = uow.session.get(Operation, operation_id)
+    path = _tenant_path(uow, row.tenant_id) if row is not None and row.tenant_id else None
+    if row is None or (path is None and not can(who, "operations.read", None)):
+        raise NotFound(f"operation '{operation_id}' not found", operation=str(operation_id))
+    if path is not None:
+        authorize(who, "operations.read", path, what=f"operation '{operation_id}'")
+    return row
+
+
+def _tenant_path(uow: UnitOfWork, tenant_id: uuid.UUID) -> str | None:
+    return uow.session.scalar(select(Tenant.path).where(Tenant.id == tenant_id))
+
+
 def list_operations(
-    uow: UnitOfWork, *, state: OperationState | None, kind: str | None, after: str | None, limit: int
+    uow: UnitOfWork,
+    who: Principal,
+    *,
+    state: OperationState | None,
+    kind: str | None,
+    tenant: str | None,
+    after: str | None,
+    limit: int,
 ) -> tuple[Sequence[Operation], str | None]:
-    stmt = select(Operation)
+    visible = [tenants.scope_clause(who.scope)]
+    if can(who, "operations.read", None):
+        visible.append(Operation.tenant_id.is_(None))  # type: ignore[union-attr]
+    stmt = select(Operation).outerjoin(Tenant, Tenant.id == Operation.tenant_id).where(or_(*visible))
+    if tenant is not None:
+        stmt = stmt.where(tenants.subtree_clause(tenant))
     if state is not None:
         stmt = stmt.where(Operation.state == state.value)
     if kind is not None:

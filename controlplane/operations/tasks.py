@@ -47,9 +47,7 @@ def _finish(
     result: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> None:
-    run_in_unit(
-        ctx.engine, lambda uow: service.finish(uow, op_id, state, result=result, error=error), clock=ctx.clock
-    )
+    run_in_unit(ctx.engine, lambda uow: service.finish(uow, op_id, state, result=result, error=error), clock=ctx.clock)
 
 
 @operation_handler("selftest")

@@ -16,14 +16,10 @@ HEARTBEAT_TASK = "chutian.system.heartbeat"
 def heartbeat(ctx: WorkerContext, queue: str = "chutian") -> None:
     with unit_of_work(ctx.engine, clock=ctx.clock) as uow:
         row = uow.session.scalars(
-            select(WorkerHeartbeat).where(
-                WorkerHeartbeat.queue == queue, WorkerHeartbeat.hostname == ctx.hostname
-            )
+            select(WorkerHeartbeat).where(WorkerHeartbeat.queue == queue, WorkerHeartbeat.hostname == ctx.hostname)
         ).first()
         if row is None:
-            uow.session.add(
-                WorkerHeartbeat(queue=queue, hostname=ctx.hostname, pid=ctx.pid, last_seen=uow.now())
-            )
+            uow.session.add(WorkerHeartbeat(queue=queue, hostname=ctx.hostname, pid=ctx.pid, last_seen=uow.now()))
         else:
             row.pid, row.last_seen = ctx.pid, uow.now()
 

@@ -45,14 +45,12 @@ def list_tenants(
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TenantPublic)
 def create_tenant(body: TenantCreate, uow: UnitOfWorkDep, who: PrincipalDep) -> TenantPublic:
-    return TenantPublic.from_row(service.create(uow, who.scope, body))
+    return TenantPublic.from_row(service.create(uow, who, body))
 
 
 def _status_change(target: TenantStatus):  # type: ignore[no-untyped-def]
-    def change(
-        path: TenantPathParam, body: StatusChange, uow: UnitOfWorkDep, who: PrincipalDep
-    ) -> TenantPublic:
-        return TenantPublic.from_row(service.change_status(uow, who.scope, path, target, body.reason))
+    def change(path: TenantPathParam, body: StatusChange, uow: UnitOfWorkDep, who: PrincipalDep) -> TenantPublic:
+        return TenantPublic.from_row(service.change_status(uow, who, path, target, body.reason))
 
     return change
 
@@ -102,4 +100,4 @@ def update_tenant(
     if_match: Annotated[str | None, Header(pattern=r'^"?\d+"?$', description="Expected version")] = None,
 ) -> TenantPublic:
     version = int(if_match.strip('"')) if if_match else None
-    return TenantPublic.from_row(service.update(uow, who.scope, path, body, if_version=version))
+    return TenantPublic.from_row(service.update(uow, who, path, body, if_version=version))

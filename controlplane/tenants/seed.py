@@ -20,9 +20,7 @@ def synthetic_org_code(path: str) -> str:
     return "MB" + "".join(ALPHABET[b % 31] for b in digest[:7])
 
 
-def _row(
-    parent: Tenant | None, item: dict[str, Any], kind: TenantKind, division: str, uow: UnitOfWork
-) -> Tenant:
+def _row(parent: Tenant | None, item: dict[str, Any], kind: TenantKind, division: str, uow: UnitOfWork) -> Tenant:
     path = f"{parent.path}.{item['code']}" if parent else item["code"]
     authority = "11"  # 机构编制 / 机关
     return Tenant(
@@ -34,12 +32,8 @@ def _row(
         name_en=item["name_en"],
         kind=kind.value,
         credit_code=make_credit_code(authority, division, synthetic_org_code(path)),
-        mlps_ceiling=min(
-            item.get("mlps", parent.mlps_ceiling if parent else 4), parent.mlps_ceiling if parent else 4
-        ),
-        network_zone=item.get(
-            "zone", parent.network_zone if parent else item.get("network_zone", "egov-extranet")
-        ),
+        mlps_ceiling=min(item.get("mlps", parent.mlps_ceiling if parent else 4), parent.mlps_ceiling if parent else 4),
+        network_zone=item.get("zone", parent.network_zone if parent else item.get("network_zone", "egov-extranet")),
         dr_link_mbps=item.get("dr", 100),
         status=TenantStatus.ACTIVE.value,
         created_at=uow.now(),

@@ -11,9 +11,11 @@ from sqlalchemy import update as sql_update
 from sqlmodel import Session, col
 
 from controlplane.audit.record import AuditRecord
-from controlplane.auth.principal import Scope
+from controlplane.auth.models import Role
+from controlplane.auth.policy import authorize, can
+from controlplane.auth.principal import Principal, Scope
 from controlplane.db.uow import UnitOfWork
-from controlplane.errors import Conflict, NotFound, PolicyViolation, ValidationFailed
+from controlplane.errors import Conflict, Forbidden, NotFound, PolicyViolation, ValidationFailed
 from controlplane.site_config import NetworkZone
 from controlplane.tenants.models import ALLOWED_PARENTS, Tenant, TenantKind, TenantStatus
 from controlplane.tenants.schemas import TenantCreate, TenantPublic, TenantUpdate
@@ -104,12 +106,11 @@ def snapshot(row: Tenant) -> dict[str, Any]:
     return TenantPublic.from_row(row).model_dump(mode="json", exclude={"created_at", "updated_at"})
 
 
-def create(uow: UnitOfWork, scope: Scope, data: TenantCreate) -> Tenant:
-    parent = get(uow, scope, data.parent, for_update=True)
+def create(uow: UnitOfWork, who: Principal, data: TenantCreate) -> Tenant:
+    authorize(who, "tenants.create", data.parent, what="tenant")
+    parent = get(uow, who.scope, data.parent, for_update=True)
     if parent.status != TenantStatus.ACTIVE:
-        raise Conflict(
-            f"parent '{parent.path}' is {parent.status}", field="parent", current_state=parent.status
-        )
+        raise Conflict(f"parent '{parent.path}' is {parent.status}", field="parent", current_state=parent.status)
     if TenantKind(parent.kind) not in ALLOWED_PARENTS[data.kind]:
         allowed = sorted(k.value for k in ALLOWED_PARENTS[data.kind]) or ["none: only the root"]
         raise ValidationFailed(
@@ -150,15 +151,25 @@ def _ensure_unique(uow: UnitOfWork, *, path: str | None = None, credit_code: str
     """Friendly 409s naming the field; the unique constraints remain the real guard."""
     if path and uow.session.scalars(select(Tenant.id).where(Tenant.path == path)).first():
         raise Conflict(f"a tenant with path '{path}' already exists", field="code")
-    if (
-        credit_code
-        and uow.session.scalars(select(Tenant.id).where(Tenant.credit_code == credit_code)).first()
-    ):
+    if credit_code and uow.session.scalars(select(Tenant.id).where(Tenant.credit_code == credit_code)).first():
         raise Conflict("another tenant already has this unified social credit code", field="credit_code")
 
 
-def update(uow: UnitOfWork, scope: Scope, path: str, data: TenantUpdate, *, if_version: int | None) -> Tenant:
-    row = get(uow, scope, path, for_update=True)
+def _authorize_change(who: Principal, path: str) -> None:
+    """Operators anywhere in their subtree; a tenant-admin only strictly below its own node."""
+    authorize(who, "tenants.update", path, what="tenant")
+    if can(who, "tenants.status", path):
+        return
+    if not any(role == Role.TENANT_ADMIN and path.startswith(bound + ".") for role, bound in who.bindings):
+        raise Forbidden(
+            "a tenant-admin may change the tenants below its own node, not the node itself",
+            permission="tenants.update",
+        )
+
+
+def update(uow: UnitOfWork, who: Principal, path: str, data: TenantUpdate, *, if_version: int | None) -> Tenant:
+    _authorize_change(who, path)
+    row = get(uow, who.scope, path, for_update=True)
     if if_version is not None and row.version != if_version:
         raise Conflict(
             f"tenant '{path}' changed since version {if_version} (now {row.version})",
@@ -181,9 +192,7 @@ def update(uow: UnitOfWork, scope: Scope, path: str, data: TenantUpdate, *, if_v
     row.version += 1
     uow.session.flush()
     uow.audit(
-        AuditRecord(
-            "tenant.update", "tenant", row.path, tenant_path=row.path, before=before, after=snapshot(row)
-        )
+        AuditRecord("tenant.update", "tenant", row.path, tenant_path=row.path, before=before, after=snapshot(row))
     )
     return row
 
@@ -233,8 +242,9 @@ def _rename(uow: UnitOfWork, row: Tenant, new_code: str) -> None:
     row.path = new
 
 
-def change_status(uow: UnitOfWork, scope: Scope, path: str, target: TenantStatus, reason: str) -> Tenant:
-    row = get(uow, scope, path, for_update=True)
+def change_status(uow: UnitOfWork, who: Principal, path: str, target: TenantStatus, reason: str) -> Tenant:
+    authorize(who, "tenants.status", path, what="tenant")
+    row = get(uow, who.scope, path, for_update=True)
     if row.parent_id is None:
         raise PolicyViolation("the province itself cannot be suspended or retired", field="path")
     current = TenantStatus(row.status)

@@ -80,9 +80,7 @@ def timing(what: str, seconds: float) -> None:
     out(f"openstack-box: TIMING {what} {seconds:.1f}s")
 
 
-def run(
-    cmd: list[str], log: Path | None = None, env: dict[str, str] | None = None, check: bool = True
-) -> int:
+def run(cmd: list[str], log: Path | None = None, env: dict[str, str] | None = None, check: bool = True) -> int:
     """Run a command; its output goes to ``log`` (appended) or to our stderr."""
     full_env = {**os.environ, **(env or {})}
     if log is None:
@@ -286,9 +284,7 @@ def services() -> list[Service]:
         Service("nova-scheduler", [str(bin_ / "nova-scheduler"), "--config-file", nova_conf]),
         Service("nova-compute", [str(bin_ / "nova-compute"), "--config-file", nova_conf]),
         # Cinder's services ignore SIGTERM for a while: wait less, then SIGKILL.
-        Service(
-            "cinder-scheduler", [str(bin_ / "cinder-scheduler"), "--config-file", cinder_conf], stop_timeout=8
-        ),
+        Service("cinder-scheduler", [str(bin_ / "cinder-scheduler"), "--config-file", cinder_conf], stop_timeout=8),
         Service(
             "cinder-volume",
             [str(bin_ / "cinder-volume"), "--config-file", cinder_conf],
@@ -511,9 +507,7 @@ def admin_token(password: str = cfg.ADMIN_PASSWORD, timeout: float = 10.0) -> tu
         "auth": {
             "identity": {
                 "methods": ["password"],
-                "password": {
-                    "user": {"name": cfg.ADMIN_USER, "domain": {"id": "default"}, "password": password}
-                },
+                "password": {"user": {"name": cfg.ADMIN_USER, "domain": {"id": "default"}, "password": password}},
             },
             "scope": {"project": {"name": cfg.ADMIN_PROJECT, "domain": {"id": "default"}}},
         }
@@ -548,9 +542,7 @@ def worker_health(token: str, project_id: str) -> dict[str, tuple[bool, str]]:
             info = _read_pidfile(service_by_name(name))
         fresh = info is not None and _parse_ts(row.get("updated_at")) >= info["started_at"] - 2
         ok = row.get("state") == "up" and row.get("status") == "enabled" and fresh
-        detail = (
-            f"{row.get('state')}/{row.get('status')} host={row.get('host')} updated={row.get('updated_at')}"
-        )
+        detail = f"{row.get('state')}/{row.get('status')} host={row.get('host')} updated={row.get('updated_at')}"
         if not fresh:
             detail += " (no heartbeat since this start)"
         if name in res and res[name][0] and not ok:
@@ -656,9 +648,7 @@ def reset_databases(log: Path) -> None:
 
 def reset_vhost(log: Path) -> None:
     vhost = cfg.RABBIT_VHOST
-    res = subprocess.run(
-        ["rabbitmqctl", "-q", "list_vhosts"], capture_output=True, text=True, check=True
-    ).stdout
+    res = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], capture_output=True, text=True, check=True).stdout
     if vhost in res.split():
         run(["rabbitmqctl", "-q", "delete_vhost", vhost], log)
     run(["rabbitmqctl", "-q", "add_vhost", vhost], log)
@@ -742,12 +732,8 @@ def _db_chains() -> dict[str, list[list[str]]]:
                 "sync",
             ]
         ],
-        "cinder": [
-            [f"{b}/cinder-manage", "--config-file", str(BOX / "etc/cinder/cinder.conf"), "db", "sync"]
-        ],
-        "glance": [
-            [f"{b}/glance-manage", "--config-file", str(BOX / "etc/glance/glance-api.conf"), "db_sync"]
-        ],
+        "cinder": [[f"{b}/cinder-manage", "--config-file", str(BOX / "etc/cinder/cinder.conf"), "db", "sync"]],
+        "glance": [[f"{b}/glance-manage", "--config-file", str(BOX / "etc/glance/glance-api.conf"), "db_sync"]],
         "neutron": [[f"{b}/neutron-db-manage", *neutron, "upgrade", "heads"]],
     }
 
@@ -767,9 +753,7 @@ class Keystone:
     def __init__(self) -> None:
         self.token, self.project_id = admin_token()
 
-    def call(
-        self, method: str, path: str, body: dict | None = None, ok: Iterable[int] = (200, 201, 204)
-    ) -> dict:
+    def call(self, method: str, path: str, body: dict | None = None, ok: Iterable[int] = (200, 201, 204)) -> dict:
         status, doc, _ = http(method, cfg.KEYSTONE_URL + path, self.token, body)
         if status not in ok:
             raise BoxError(f"keystone {method} {path}: HTTP {status} {doc}")
@@ -797,9 +781,7 @@ def register_catalog() -> None:
     )
     roles = {r: ks.ensure("roles", {"name": r}, name=r)["id"] for r in ("admin", "service")}
     for user in cfg.SERVICE_USERS:
-        u = ks.ensure(
-            "users", {"name": user, "domain_id": "default", "password": cfg.SERVICE_PASSWORD}, name=user
-        )
+        u = ks.ensure("users", {"name": user, "domain_id": "default", "password": cfg.SERVICE_PASSWORD}, name=user)
         for rid in roles.values():
             ks.call("PUT", f"/projects/{project['id']}/users/{u['id']}/roles/{rid}")
     for stype, sname, endpoint in cfg.CATALOG:
@@ -827,7 +809,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     _require_install()
     if any(_alive(_read_pidfile(s)) for s in services()):
         say("init: stopping the running box first")
-        stop_services(list(reversed(services())))
+    leftovers = stop_services(list(reversed(services())))  # also clears stale PID files
+    if leftovers:
+        raise BoxError(f"could not stop the running box: {leftovers}")
     LOG.mkdir(parents=True, exist_ok=True)
     log = LOG / "init.log"
     log.unlink(missing_ok=True)
@@ -876,8 +860,7 @@ def _wait(
         for svc, proc in procs:
             if proc.poll() is not None:
                 raise BoxError(
-                    f"{svc.name} exited with {proc.returncode} while starting; "
-                    f"last log lines:\n{_tail(svc.log)}"
+                    f"{svc.name} exited with {proc.returncode} while starting; last log lines:\n{_tail(svc.log)}"
                 )
         if ready():
             return
@@ -1037,9 +1020,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_install)
     sub.add_parser("init", help="(re)create databases, vhost, configs, catalog").set_defaults(func=cmd_init)
     p = sub.add_parser("start", help="start every service and wait until ready")
-    p.add_argument(
-        "--timeout", type=float, default=float(os.environ.get("OPENSTACK_BOX_START_TIMEOUT", "240"))
-    )
+    p.add_argument("--timeout", type=float, default=float(os.environ.get("OPENSTACK_BOX_START_TIMEOUT", "240")))
     p.set_defaults(func=cmd_start)
     sub.add_parser("stop", help="stop every service by PID").set_defaults(func=cmd_stop)
     sub.add_parser("status", help="PID, port and health of each service").set_defaults(func=cmd_status)

@@ -120,9 +120,7 @@ class SparseFileDriver(driver.VolumeDriver):
         self._make_sparse(self.local_path(volume), new_size)
 
     def create_snapshot(self, snapshot):
-        self._copy_sparse(
-            self.local_path(snapshot.volume), self._snapshot_path(snapshot), snapshot.volume_size
-        )
+        self._copy_sparse(self.local_path(snapshot.volume), self._snapshot_path(snapshot), snapshot.volume_size)
 
     def delete_snapshot(self, snapshot):
         path = self._snapshot_path(snapshot)

@@ -76,8 +76,7 @@ class Settings:
     @property
     def transport_url(self) -> str:
         return (
-            f"rabbit://{self.rabbit_user}:{self.rabbit_password}@"
-            f"{self.rabbit_host}:{self.rabbit_port}/{RABBIT_VHOST}"
+            f"rabbit://{self.rabbit_user}:{self.rabbit_password}@{self.rabbit_host}:{self.rabbit_port}/{RABBIT_VHOST}"
         )
 
     def etc(self, service: str) -> str:

@@ -16,13 +16,22 @@ from tests.controlplane.helpers import credit_code
 
 def chutian(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("CHUTIAN_")}
-    return subprocess.run([sys.executable, "-m", "controlplane.cli", *args], env=base | env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "controlplane.cli", *args],
+        env=base | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def env_for(database_url: str, tmp_path: Path, secret_keys_file: Path) -> dict[str, str]:
-    return {"CHUTIAN_DATABASE_URL": database_url, "CHUTIAN_DATA_DIR": str(tmp_path),
-            "CHUTIAN_SECRET_KEYS_FILE": str(secret_keys_file)}
+    return {
+        "CHUTIAN_DATABASE_URL": database_url,
+        "CHUTIAN_DATA_DIR": str(tmp_path),
+        "CHUTIAN_SECRET_KEYS_FILE": str(secret_keys_file),
+    }
 
 
 def test_check_config_ok_and_broken(tmp_path: Path, database_url: str, secret_keys_file: Path) -> None:
@@ -45,14 +54,45 @@ def test_tenants_list_create_show(tmp_path: Path, database_url: str, secret_keys
     listed = chutian("tenants", "list", "--subtree", "hubei.yichang", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     assert len(json.loads(listed.stdout)) == 14
-    created = chutian("tenants", "create", "--parent", "hubei.yichang.yidu", "--code", "water", "--name-zh", "水务局",
-                      "--name-en", "Water Bureau", "--kind", "unit", "--credit-code", credit_code(), "--json", env=env)
+    created = chutian(
+        "tenants",
+        "create",
+        "--parent",
+        "hubei.yichang.yidu",
+        "--code",
+        "water",
+        "--name-zh",
+        "水务局",
+        "--name-en",
+        "Water Bureau",
+        "--kind",
+        "unit",
+        "--credit-code",
+        credit_code(),
+        "--json",
+        env=env,
+    )
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["path"] == "hubei.yichang.yidu.water"
     shown = chutian("tenants", "show", "hubei.yichang.yidu.water", "--json", env=env)
     assert json.loads(shown.stdout)["name_zh"] == "水务局"
-    bad = chutian("tenants", "create", "--parent", "hubei.yichang", "--code", "x", "--name-zh", "x", "--name-en", "x",
-                  "--kind", "county", "--credit-code", "123", env=env)
+    bad = chutian(
+        "tenants",
+        "create",
+        "--parent",
+        "hubei.yichang",
+        "--code",
+        "x",
+        "--name-zh",
+        "x",
+        "--name-en",
+        "x",
+        "--kind",
+        "county",
+        "--credit-code",
+        "123",
+        env=env,
+    )
     assert bad.returncode == 2 and "credit_code" in bad.stderr
     missing = chutian("tenants", "show", "hubei.atlantis", env=env)
     assert missing.returncode == 1 and "not found" in missing.stderr
@@ -69,8 +109,13 @@ def test_migrate_a_fresh_sqlite_database(tmp_path: Path) -> None:
 
 
 def test_postgres_without_key_file_refuses_to_start(tmp_path: Path) -> None:
-    result = chutian("migrate", env={"CHUTIAN_DATA_DIR": str(tmp_path),
-                                     "CHUTIAN_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
-                                     "CHUTIAN_SECRET_KEYS_FILE": str(tmp_path / "none")})
+    result = chutian(
+        "migrate",
+        env={
+            "CHUTIAN_DATA_DIR": str(tmp_path),
+            "CHUTIAN_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+            "CHUTIAN_SECRET_KEYS_FILE": str(tmp_path / "none"),
+        },
+    )
     assert result.returncode == 2
     assert "CHUTIAN_SECRET_KEYS_FILE" in result.stderr

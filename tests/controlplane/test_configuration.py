@@ -46,7 +46,7 @@ def test_every_problem_is_reported_at_once_with_its_path() -> None:
 
 
 def test_unreadable_and_invalid_yaml_files(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="missing.yaml"):
+    with pytest.raises(ConfigurationError, match=r"missing\.yaml"):
         load_site(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("regions: [unclosed")

@@ -24,8 +24,10 @@ def test_state_columns_reject_unknown_values(engine: Engine, table: str, column:
 def test_operation_state_check(engine: Engine) -> None:
     with engine.connect() as conn, pytest.raises(sa_exc.IntegrityError):
         conn.execute(
-            text("INSERT INTO operations (id, kind, state, attempts, params, created_at, updated_at) "
-                 "VALUES (:id, 'selftest', 'paused', 0, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
+            text(
+                "INSERT INTO operations (id, kind, state, attempts, params, created_at, updated_at) "
+                "VALUES (:id, 'selftest', 'paused', 0, '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            ),
             {"id": "0" * 32},
         )
 

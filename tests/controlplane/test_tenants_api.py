@@ -89,9 +89,7 @@ def test_ancestors_root_first(client: TestClient) -> None:
 
 
 def test_create_inherits_zone_and_ceiling_and_reads_back(client: TestClient) -> None:
-    response = client.post(
-        "/v1/tenants", json=new_tenant(parent="hubei.wuhan.jiangan", code="edu-bureau", kind="unit")
-    )
+    response = client.post("/v1/tenants", json=new_tenant(parent="hubei.wuhan.jiangan", code="edu-bureau", kind="unit"))
     assert response.status_code == 201, response.text
     created = response.json()
     assert created["path"] == "hubei.wuhan.jiangan.edu-bureau" and created["depth"] == 3
@@ -155,9 +153,7 @@ def test_kind_must_fit_under_parent(client: TestClient, parent: str, kind: str) 
 def test_mlps_ceiling_cannot_exceed_parent(client: TestClient) -> None:
     ceiling = client.get("/v1/tenants/hubei.yichang").json()["mlps_ceiling"]
     assert ceiling == 3
-    problem = assert_problem(
-        client.post("/v1/tenants", json=new_tenant(parent="hubei.yichang", mlps_ceiling=4)), 422
-    )
+    problem = assert_problem(client.post("/v1/tenants", json=new_tenant(parent="hubei.yichang", mlps_ceiling=4)), 422)
     assert problem["field"] == "mlps_ceiling"
 
 
@@ -183,9 +179,12 @@ def test_rename_moves_the_whole_subtree(client: TestClient) -> None:
     assert response.json()["path"] == "hubei.wuhan.hongshan-d"
     assert client.get("/v1/tenants/hubei.wuhan.hongshan-d.school.lab").status_code == 200
     assert client.get("/v1/tenants/hubei.wuhan.hongshan.school").status_code == 404
-    assert [
-        t["path"] for t in client.get("/v1/tenants/hubei.wuhan.hongshan-d.school.lab/ancestors").json()
-    ] == ["hubei", "hubei.wuhan", "hubei.wuhan.hongshan-d", "hubei.wuhan.hongshan-d.school"]
+    assert [t["path"] for t in client.get("/v1/tenants/hubei.wuhan.hongshan-d.school.lab/ancestors").json()] == [
+        "hubei",
+        "hubei.wuhan",
+        "hubei.wuhan.hongshan-d",
+        "hubei.wuhan.hongshan-d.school",
+    ]
 
 
 def test_update_with_stale_version_is_409_and_changes_nothing(client: TestClient) -> None:
@@ -219,14 +218,11 @@ def test_suspend_reactivate_retire(client: TestClient) -> None:
     )
     assert problem["current_state"] == "suspended"
     assert (
-        client.post("/v1/tenants/hubei.wuhan.hannan:reactivate", json={"reason": "fixed"}).json()["status"]
-        == "active"
+        client.post("/v1/tenants/hubei.wuhan.hannan:reactivate", json={"reason": "fixed"}).json()["status"] == "active"
     )
     retired = client.post("/v1/tenants/hubei.wuhan.hannan:retire", json={"reason": "merged"})
     assert retired.json()["status"] == "retired"
-    problem = assert_problem(
-        client.post("/v1/tenants/hubei.wuhan.hannan:reactivate", json={"reason": "x"}), 409
-    )
+    problem = assert_problem(client.post("/v1/tenants/hubei.wuhan.hannan:reactivate", json={"reason": "x"}), 409)
     assert problem["current_state"] == "retired"
 
 

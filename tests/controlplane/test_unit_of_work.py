@@ -18,6 +18,7 @@ from controlplane.operations.models import Operation
 from controlplane.settings import Settings
 from controlplane.site_config import Site
 from controlplane.tenants.models import Tenant
+from tests.conftest import grant_token
 from tests.controlplane.helpers import assert_problem, new_tenant
 
 
@@ -47,9 +48,7 @@ def test_failed_commit_is_problem_json_and_no_rows(
     assert dispatcher.sent == [], "a job left although its unit never committed"
 
 
-def test_job_is_sent_only_after_commit(
-    client: TestClient, engine: Engine, dispatcher: RecordingDispatcher
-) -> None:
+def test_job_is_sent_only_after_commit(client: TestClient, engine: Engine, dispatcher: RecordingDispatcher) -> None:
     response = client.post("/v1/system:selftest")
     assert response.status_code == 202
     assert dispatcher.sent == [Job("chutian.operations.run", {"operation_id": response.json()["id"]})]
@@ -74,7 +73,9 @@ def flaky_client(
         dispatcher=RecordingDispatcher(),
         configure=lambda ctx: ctx.before_commit.append(serialization_failure),
     )
+    token = grant_token(engine, "flaky-admin", [("platform-admin", "hubei")])
     with TestClient(app, raise_server_exceptions=False) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {token}"
         yield test_client
 
 
@@ -95,6 +96,7 @@ def test_unreachable_database_is_503(settings: Settings, site: Site, tmp_path: A
     dead = make_engine("postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=2")
     app = create_app(settings, engine=dead, site=site, dispatcher=RecordingDispatcher())
     with TestClient(app, raise_server_exceptions=False) as test_client:
+        test_client.headers["Authorization"] = "Bearer ctk_0123456789ab_x"
         assert_problem(test_client.get("/v1/tenants"), 503, "backend-unavailable")
         assert_problem(test_client.post("/v1/tenants", json=new_tenant()), 503)
         ready = test_client.get("/readyz")

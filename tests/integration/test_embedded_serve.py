@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 pytestmark = pytest.mark.embedded
+AUTH: dict[str, str] = {}
 
 
 def free_port() -> int:
@@ -34,11 +35,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subproces
     data_dir: Path = tmp_path_factory.mktemp("embedded")
     port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTIAN_")}
-    env |= {"CHUTIAN_DATA_DIR": str(data_dir), "CHUTIAN_METRICS_PORT": str(metrics_port),
-            "CHUTIAN_HEARTBEAT_INTERVAL_S": "2"}
+    env |= {
+        "CHUTIAN_DATA_DIR": str(data_dir),
+        "CHUTIAN_METRICS_PORT": str(metrics_port),
+        "CHUTIAN_HEARTBEAT_INTERVAL_S": "2",
+    }
     log = (data_dir / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "controlplane.cli", "serve", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controlplane.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -50,6 +58,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subproces
     else:
         proc.kill()
         pytest.fail("healthz did not answer within 60 s:\n" + (data_dir / "serve.log").read_text()[-3000:])
+    token = (data_dir / "admin-token").read_text().strip()
+    assert (data_dir / "admin-token").stat().st_mode & 0o777 == 0o600
+    assert token not in (data_dir / "serve.log").read_text(), "the admin token leaked into the log"
+    global AUTH  # noqa: PLW0603 - module-scoped fixture state shared by the tests below
+    AUTH = {"Authorization": f"Bearer {token}"}
     yield proc, base, f"http://127.0.0.1:{metrics_port}/metrics"
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
@@ -58,24 +71,25 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subproces
 
 def test_lists_the_seeded_tree(served: tuple[subprocess.Popen[bytes], str, str]) -> None:
     _, base, _ = served
-    items = httpx.get(f"{base}/v1/tenants?kind=city&limit=50").json()["items"]
+    assert httpx.get(f"{base}/v1/tenants").status_code == 401
+    items = httpx.get(f"{base}/v1/tenants?kind=city&limit=50", headers=AUTH).json()["items"]
     assert len(items) == 17
-    assert httpx.get(f"{base}/v1/tenants/hubei").json()["name_zh"] == "湖北省"
-    assert httpx.get(f"{base}/v1/clouds").json()[0]["code"]
+    assert httpx.get(f"{base}/v1/tenants/hubei", headers=AUTH).json()["name_zh"] == "湖北省"
+    assert httpx.get(f"{base}/v1/clouds", headers=AUTH).json()[0]["code"]
 
 
 def test_a_task_enqueued_through_the_api_is_run_by_the_celery_worker(
     served: tuple[subprocess.Popen[bytes], str, str],
 ) -> None:
     proc, base, _ = served
-    created = httpx.post(f"{base}/v1/system:selftest")
+    created = httpx.post(f"{base}/v1/system:selftest", headers=AUTH)
     assert created.status_code == 202
     op_id = created.json()["id"]
     deadline = time.monotonic() + 30
     op = created.json()
     while time.monotonic() < deadline and not op["done"]:
         time.sleep(0.3)
-        op = httpx.get(f"{base}/v1/operations/{op_id}").json()
+        op = httpx.get(f"{base}/v1/operations/{op_id}", headers=AUTH).json()
     assert op["state"] == "succeeded", op
     worker_pid = op["result"]["worker_pid"]
     assert worker_pid != proc.pid, "the API process ran the task itself"
@@ -101,8 +115,12 @@ def test_stopping_serve_stops_its_worker(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTIAN_")}
     env |= {"CHUTIAN_DATA_DIR": str(tmp_path), "CHUTIAN_METRICS_PORT": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "controlplane.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controlplane.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     workers: set[int] = set()
     while time.monotonic() < deadline and not workers:
@@ -112,6 +130,9 @@ def test_stopping_serve_stops_its_worker(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
     time.sleep(0.5)
-    alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}") and
-             "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+    alive = [
+        pid
+        for pid in workers
+        if os.path.exists(f"/proc/{pid}") and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    ]
     assert alive == [], "the worker outlived serve"

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from controlplane.api.app import create_app
 from controlplane.settings import Settings
 from controlplane.site_config import Site
+from tests.conftest import grant_token
 
 pytestmark = pytest.mark.broker
 
@@ -33,13 +34,24 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def worker(database_url: str, redis_url: str, tmp_path: Path, secret_keys_file: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    database_url: str, redis_url: str, tmp_path: Path, secret_keys_file: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTIAN_")}
-    env |= {"CHUTIAN_DATABASE_URL": database_url, "CHUTIAN_BROKER_URL": redis_url,
-            "CHUTIAN_DATA_DIR": str(tmp_path), "CHUTIAN_SECRET_KEYS_FILE": str(secret_keys_file)}
+    env |= {
+        "CHUTIAN_DATABASE_URL": database_url,
+        "CHUTIAN_BROKER_URL": redis_url,
+        "CHUTIAN_DATA_DIR": str(tmp_path),
+        "CHUTIAN_SECRET_KEYS_FILE": str(secret_keys_file),
+    }
     log = (tmp_path / "worker.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "controlplane.cli", "worker", "--concurrency", "2"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controlplane.cli", "worker", "--concurrency", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     yield proc
     os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -50,10 +62,13 @@ def worker(database_url: str, redis_url: str, tmp_path: Path, secret_keys_file: 
     log.close()
 
 
-def test_selftest_runs_in_a_worker_process(settings: Settings, engine: Engine, site: Site, redis_url: str,
-                                           worker: subprocess.Popen[bytes], tmp_path: Path) -> None:
+def test_selftest_runs_in_a_worker_process(
+    settings: Settings, engine: Engine, site: Site, redis_url: str, worker: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
     app = create_app(settings.model_copy(update={"broker_url": redis_url}), engine=engine, site=site)
+    token = grant_token(engine, "redis-admin", [("platform-admin", "hubei")])
     with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
         created = client.post("/v1/system:selftest")
         assert created.status_code == 202
         op = created.json()

@@ -117,9 +117,7 @@ def test_root_carries_nothing() -> None:
         (None, 90, 500, True),  # unlimited city, province and region (limit 1000) bind nothing
     ],
 )
-def test_city_limit_binds_county_requests(
-    city_limit: int | None, county_used: int, delta: int, admitted: bool
-) -> None:
+def test_city_limit_binds_county_requests(city_limit: int | None, county_used: int, delta: int, admitted: bool) -> None:
     chain = [
         node("jiangan", SHARED, used=county_used),
         node("wuhan", SHARED, city_limit, consumption=county_used),

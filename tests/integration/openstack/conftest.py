@@ -43,9 +43,7 @@ def box_admin() -> Iterator[openstack.connection.Connection]:
     clouds = BOX_DIR / "clouds.yaml"
     if not clouds.is_file():
         _fail(f"{clouds} does not exist")
-    config = loader.OpenStackConfig(
-        config_files=[str(clouds)], vendor_files=[], secure_files=[], load_envvars=False
-    )
+    config = loader.OpenStackConfig(config_files=[str(clouds)], vendor_files=[], secure_files=[], load_envvars=False)
     region = config.get_one(cloud=CLOUD, api_timeout=60)
     auth_url = region.config["auth"]["auth_url"]
     try:

@@ -36,9 +36,7 @@ def test_catalog_has_every_service_in_region_wuhan(box_admin: Conn) -> None:
     assert endpoints and {e.region_id for e in endpoints} == {"wuhan"}
 
 
-def test_domain_project_group_and_role_assignment(
-    box_admin: Conn, unique_name: Names, cleanup: Cleanup
-) -> None:
+def test_domain_project_group_and_role_assignment(box_admin: Conn, unique_name: Names, cleanup: Cleanup) -> None:
     idn = box_admin.identity
     domain = idn.create_domain(name=unique_name("domain"), description="smoke")
 
@@ -47,9 +45,7 @@ def test_domain_project_group_and_role_assignment(
         idn.delete_domain(domain, ignore_missing=True)
 
     cleanup(drop_domain)
-    project = idn.create_project(
-        name=unique_name("project"), domain_id=domain.id, description="smoke project"
-    )
+    project = idn.create_project(name=unique_name("project"), domain_id=domain.id, description="smoke project")
     cleanup(lambda: idn.delete_project(project, ignore_missing=True))
     group = idn.create_group(name=unique_name("group"), domain_id=domain.id)
     cleanup(lambda: idn.delete_group(group, ignore_missing=True))
@@ -175,18 +171,14 @@ def test_volume_and_backup(box_admin: Conn, unique_name: Names, cleanup: Cleanup
     assert bs.find_volume(volume.id, ignore_missing=True) is None
 
 
-def test_network_subnet_router_and_security_group(
-    box_admin: Conn, unique_name: Names, cleanup: Cleanup
-) -> None:
+def test_network_subnet_router_and_security_group(box_admin: Conn, unique_name: Names, cleanup: Cleanup) -> None:
     net = box_admin.network
     external = net.find_network("ext-egov", ignore_missing=False)
     assert external.is_router_external
 
     network = net.create_network(name=unique_name("net"))
     cleanup(lambda: net.delete_network(network, ignore_missing=True))
-    subnet = net.create_subnet(
-        name=unique_name("subnet"), network_id=network.id, ip_version=4, cidr="10.42.7.0/24"
-    )
+    subnet = net.create_subnet(name=unique_name("subnet"), network_id=network.id, ip_version=4, cidr="10.42.7.0/24")
     cleanup(lambda: net.delete_subnet(subnet, ignore_missing=True))
     router = net.create_router(name=unique_name("router"), external_gateway_info={"network_id": external.id})
     cleanup(lambda: net.delete_router(router, ignore_missing=True))

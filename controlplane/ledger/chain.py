@@ -1,0 +1,177 @@
+"""Loading, locking and writing back ledger chains.
+
+A chain is leaf -> ... -> province -> region. On PostgreSQL it is locked with ONE
+``SELECT … FOR UPDATE OF quota_nodes ORDER BY depth``: rows are locked in the order the
+sort emits them, root (region) first, so two admissions that share any part of a chain
+take the shared rows in the same order and cannot deadlock. On SQLite a write unit holds
+the database write lock from ``BEGIN IMMEDIATE`` on, and ``FOR UPDATE`` is not rendered.
+Lock order across the ledger: reservation row (by owner) -> chain (root to leaf) -> audit head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlmodel import col
+
+from controlplane.db.uow import UnitOfWork
+from controlplane.ledger.errors import AllocationMissing
+from controlplane.ledger.models import Allocation, QuotaNode
+from controlplane.tenants.models import Tenant
+from quotas import LedgerNode, NodeKey, NodeMode, ResourceVector
+
+
+def vector(data: Mapping[str, Any] | None) -> ResourceVector:
+    return ResourceVector(dict(data or {}))
+
+
+def as_json(v: Mapping[str, int]) -> dict[str, int]:
+    """Sparse and sorted, so equal vectors store (and audit) identically."""
+    return {r: int(a) for r, a in sorted(v.items()) if a}
+
+
+def limits_json(limits: Mapping[str, int | None]) -> dict[str, int]:
+    """Only real limits are stored; a missing resource is unlimited."""
+    return {r: int(a) for r, a in sorted(limits.items()) if a is not None}
+
+
+def prefixes(path: str) -> list[str]:
+    parts = path.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def node_key(row: QuotaNode, path: str | None) -> NodeKey:
+    if row.tenant_id is None:
+        return NodeKey.for_region(row.region)
+    return NodeKey(path, row.cloud, row.region)
+
+
+def to_ledger(row: QuotaNode, key: NodeKey) -> LedgerNode:
+    return LedgerNode(
+        key, NodeMode(row.mode), dict(row.limits), vector(row.used), vector(row.reserved), vector(row.consumption)
+    )
+
+
+def over_limit(limits: Mapping[str, Any], consumption: Mapping[str, Any]) -> list[str]:
+    return sorted(r for r, limit in limits.items() if limit is not None and int(consumption.get(r, 0)) > int(limit))
+
+
+@dataclass
+class Chain:
+    """Rows leaf first, with their keys; ``allocation_status`` is the leaf's allocation status."""
+
+    rows: list[QuotaNode]
+    keys: list[NodeKey]
+    allocation_status: str | None
+
+    @property
+    def leaf(self) -> QuotaNode:
+        return self.rows[0]
+
+    @property
+    def key(self) -> NodeKey:
+        return self.keys[0]
+
+    def nodes(self) -> list[LedgerNode]:
+        return [to_ledger(row, key) for row, key in zip(self.rows, self.keys, strict=True)]
+
+
+def _chain_statement(key: NodeKey, *, lock: bool) -> Any:
+    stmt = select(QuotaNode, Tenant.path, Allocation.status).outerjoin(
+        Tenant, col(Tenant.id) == col(QuotaNode.tenant_id)
+    )
+    stmt = stmt.outerjoin(Allocation, col(Allocation.id) == col(QuotaNode.allocation_id))
+    region_node = col(QuotaNode.tenant_id).is_(None)
+    if key.is_region:
+        stmt = stmt.where(col(QuotaNode.region) == key.region, region_node)
+    else:
+        assert key.tenant is not None
+        stmt = stmt.where(
+            col(QuotaNode.region) == key.region,
+            or_(region_node, and_(col(QuotaNode.cloud) == key.cloud, col(Tenant.path).in_(prefixes(key.tenant)))),
+        )
+    stmt = stmt.order_by(col(QuotaNode.depth))
+    if lock:
+        stmt = stmt.with_for_update(of=QuotaNode)
+    # Re-read rows the session may hold already: what was read before the lock may be stale.
+    return stmt.execution_options(populate_existing=True)
+
+
+def load_chain(uow: UnitOfWork, key: NodeKey, *, lock: bool) -> Chain:
+    """The chain of ``key``, leaf first; ``lock`` takes the row locks root to leaf.
+
+    A missing leaf is ``allocation-missing`` naming it; a missing ancestor (which only a
+    broken invariant could cause) names the ancestor.
+    """
+    found = list(uow.session.execute(_chain_statement(key, lock=lock)).tuples())
+    expected = [NodeKey.for_region(key.region)]
+    if not key.is_region:
+        assert key.tenant is not None
+        expected += [NodeKey(p, key.cloud, key.region) for p in prefixes(key.tenant)]
+    by_key = {node_key(row, path): (row, status) for row, path, status in found}
+    for i, want in enumerate(reversed(expected)):
+        if want not in by_key:
+            if i == 0:
+                raise AllocationMissing(str(want))
+            raise AllocationMissing(
+                str(want),
+                f"no allocation exists for {want}, which {key} needs above it",
+                requested_node=str(key),
+            )
+    ordered = list(reversed(expected))
+    rows = [by_key[k][0] for k in ordered]
+    return Chain(rows=rows, keys=ordered, allocation_status=by_key[ordered[0]][1])
+
+
+def apply_changes(
+    uow: UnitOfWork,
+    chain: Chain,
+    changes: Mapping[NodeKey, Mapping[str, int]],
+    *,
+    used: Mapping[str, int] | None = None,
+    reserved: Mapping[str, int] | None = None,
+    limits: Mapping[str, int | None] | None = None,
+) -> list[QuotaNode]:
+    """Add ``changes`` to the stored consumptions; replace the leaf's used/reserved/limits if given.
+
+    Returns the rows that changed. ``over_limit`` is recomputed for every changed row.
+    """
+    now = uow.now()
+    changed: list[QuotaNode] = []
+    for index, (row, key) in enumerate(zip(chain.rows, chain.keys, strict=True)):
+        touched = False
+        delta = changes.get(key)
+        if delta:
+            row.consumption = as_json(vector(row.consumption) + delta)
+            touched = True
+        if index == 0:
+            if used is not None:
+                row.used, touched = as_json(used), True
+            if reserved is not None:
+                row.reserved, touched = as_json(reserved), True
+            if limits is not None:
+                row.limits, touched = limits_json(limits), True
+        if touched:
+            row.over_limit = over_limit(row.limits, row.consumption)
+            row.updated_at = now
+            changed.append(row)
+    return changed
+
+
+def snapshot(row: QuotaNode) -> dict[str, Any]:
+    """What an audit record keeps of a node."""
+    return {
+        "limits": dict(row.limits),
+        "used": dict(row.used),
+        "reserved": dict(row.reserved),
+        "consumption": dict(row.consumption),
+        "over_limit": list(row.over_limit),
+    }
+
+
+def keys_of(rows: Sequence[QuotaNode], chain: Chain) -> list[str]:
+    index = {id(r): k for r, k in zip(chain.rows, chain.keys, strict=True)}
+    return [str(index[id(r)]) for r in rows]
