@@ -80,12 +80,14 @@ def prepare(settings: Settings, *, seed: bool = True) -> Site:
 
 def seed_database(engine: object, site: Site, *, seed: bool = True) -> None:
     from controlplane.catalogue.service import sync_from_site
+    from controlplane.ledger.seed import seed_ledger
     from controlplane.tenants.seed import seed_org_tree
 
     with unit_of_work(engine) as uow:
         sync_from_site(uow, site)
         if seed:
             seed_org_tree(uow)
+        seed_ledger(uow)
 
 
 def ensure_embedded_admin(settings: Settings) -> Path | None:

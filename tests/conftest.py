@@ -8,6 +8,7 @@ so whatever earlier runs left on the shared server never leaks in.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -32,10 +33,40 @@ from controlplane.settings import Settings
 from controlplane.site_config import Site, load_site
 
 PG_URL = os.environ.get("CHUTIAN_TEST_DATABASE_URL", "")
+CREATED_SECRETS: list[str] = []  # every token the fixtures mint; checked against the suite's log
 
 
 def on_postgres() -> bool:
     return PG_URL.startswith("postgresql")
+
+
+SUITE_LOG: list[str] = []
+
+
+class _SuiteLog(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            SUITE_LOG.append(self.format(record))
+        except Exception:  # a log record that cannot be formatted is not ours to fail on
+            SUITE_LOG.append(str(record.msg))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep every log record of the whole suite, to grep it for secrets at the end."""
+    handler = _SuiteLog(level=logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.DEBUG)
+    for noisy in ("sqlalchemy", "asyncio", "httpcore", "hpack", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    text = "\n".join(SUITE_LOG)
+    leaked = [s[:12] + "…" for s in CREATED_SECRETS if s in text]
+    if leaked:
+        print(f"\nSECRETS LEAKED INTO THE SUITE'S LOGS: {leaked}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

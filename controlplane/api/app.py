@@ -109,6 +109,7 @@ def _routes(app: FastAPI) -> None:
     from controlplane.audit.routes import router as audit
     from controlplane.auth.routes import router as identity
     from controlplane.catalogue.routes import router as catalogue
+    from controlplane.ledger.routes import router as ledger
     from controlplane.operations.routes import router as operations
     from controlplane.tenants.routes import router as tenants
 
@@ -117,6 +118,7 @@ def _routes(app: FastAPI) -> None:
     app.include_router(audit)
     app.include_router(catalogue)
     app.include_router(operations)
+    app.include_router(ledger)
 
     @app.get("/healthz", tags=["system"], include_in_schema=True)
     def healthz() -> dict[str, str]:

@@ -140,8 +140,8 @@ def verify(session: Session) -> Verification:
     last_seq = expected_seq - 1
     if head.seq != last_seq or head.hash != expected_prev:
         return fail(
-            f"the head records event {head.seq} but the chain ends at event {last_seq}: events "
-            f"{last_seq + 1}..{head.seq} were deleted",
+            f"the head records event {head.seq} but the chain ends at event {last_seq}: "
+            f"event {last_seq + 1} through event {head.seq} were deleted",
             last_seq + 1,
         )
     checkpoint = session.scalars(

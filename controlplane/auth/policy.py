@@ -43,9 +43,18 @@ def within(path: str, root: str) -> bool:
     return path == root or path.startswith(root + ".")
 
 
+# A role also confers the roles it implies (a tenant-admin is also a tenant-member there).
+IMPLIES: Mapping[Role, frozenset[Role]] = {
+    Role.PLATFORM_ADMIN: ALL_ROLES,
+    Role.TENANT_ADMIN: frozenset({Role.TENANT_ADMIN, Role.TENANT_MEMBER}),
+}
+
+
 def holds(principal: Principal, role: Role, path: str) -> bool:
-    """`principal` holds `role` over `path` (bound at it or above). Platform admins hold every role."""
-    return any(within(path, bound) and (r in (role, Role.PLATFORM_ADMIN)) for r, bound in principal.bindings)
+    """`principal` holds `role` over `path`: bound at it or above, directly or by implication."""
+    return any(
+        within(path, bound) and role in IMPLIES.get(Role(r), frozenset({Role(r)})) for r, bound in principal.bindings
+    )
 
 
 def can(principal: Principal, permission: str, path: str | None) -> bool:

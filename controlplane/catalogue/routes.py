@@ -39,15 +39,15 @@ def list_regions(uow: UnitOfWorkDep, who: PrincipalDep) -> list[RegionPublic]:
     return [region_public(r) for r in service.regions(uow)]
 
 
-@router.get("/regions/{code}", response_model=RegionPublic)
-def get_region(code: Code, uow: UnitOfWorkDep, who: PrincipalDep) -> RegionPublic:
-    return region_public(service.region(uow, code))
+@router.get("/regions/{region}", response_model=RegionPublic)
+def get_region(region: Code, uow: UnitOfWorkDep, who: PrincipalDep) -> RegionPublic:
+    return region_public(service.region(uow, region))
 
 
-@router.patch("/regions/{code}", response_model=RegionPublic)
-def patch_region(code: Code, body: RegionPatch, uow: UnitOfWorkDep, who: PrincipalDep) -> RegionPublic:
+@router.patch("/regions/{region}", response_model=RegionPublic)
+def patch_region(region: Code, body: RegionPatch, uow: UnitOfWorkDep, who: PrincipalDep) -> RegionPublic:
     authorize(who, "catalogue.write", None)
-    return region_public(service.patch_region(uow, code, body))
+    return region_public(service.patch_region(uow, region, body))
 
 
 @router.get("/clouds", response_model=list[CloudPublic])
@@ -55,15 +55,15 @@ def list_clouds(uow: UnitOfWorkDep, who: PrincipalDep) -> list[CloudPublic]:
     return [cloud_public(r) for r in service.clouds(uow)]
 
 
-@router.get("/clouds/{code}", response_model=CloudPublic)
-def get_cloud(code: Code, uow: UnitOfWorkDep, who: PrincipalDep) -> CloudPublic:
-    return cloud_public(service.cloud(uow, code))
+@router.get("/clouds/{cloud}", response_model=CloudPublic)
+def get_cloud(cloud: Code, uow: UnitOfWorkDep, who: PrincipalDep) -> CloudPublic:
+    return cloud_public(service.cloud(uow, cloud))
 
 
-@router.patch("/clouds/{code}", response_model=CloudPublic)
-def patch_cloud(code: Code, body: CloudPatch, uow: UnitOfWorkDep, who: PrincipalDep) -> CloudPublic:
+@router.patch("/clouds/{cloud}", response_model=CloudPublic)
+def patch_cloud(cloud: Code, body: CloudPatch, uow: UnitOfWorkDep, who: PrincipalDep) -> CloudPublic:
     authorize(who, "catalogue.write", None)
-    return cloud_public(service.patch_cloud(uow, code, body))
+    return cloud_public(service.patch_cloud(uow, cloud, body))
 
 
 @router.get("/flavors", response_model=list[FlavorPublic])
@@ -71,6 +71,6 @@ def list_flavors(uow: UnitOfWorkDep, who: PrincipalDep) -> list[FlavorPublic]:
     return [flavor_public(r) for r in service.flavors(uow)]
 
 
-@router.get("/flavors/{name}", response_model=FlavorPublic)
-def get_flavor(name: FlavorName, uow: UnitOfWorkDep, who: PrincipalDep) -> FlavorPublic:
-    return flavor_public(service.flavor(uow, name))
+@router.get("/flavors/{flavor}", response_model=FlavorPublic)
+def get_flavor(flavor: FlavorName, uow: UnitOfWorkDep, who: PrincipalDep) -> FlavorPublic:
+    return flavor_public(service.flavor(uow, flavor))

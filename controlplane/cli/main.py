@@ -20,8 +20,8 @@ app.add_typer(tenants_app, name="tenants")
 audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail")
 app.add_typer(audit_app, name="audit")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
 

@@ -52,3 +52,11 @@ def authorize_set_limit(principal: Principal, path: str | None) -> None:
 
 def authorize_report(principal: Principal, path: str | None) -> None:
     authorize(principal, "quotas.report", path, what=WHAT)
+
+
+def can_see(principal: Principal, key: NodeKey) -> bool:
+    """Tenant nodes inside the caller's scope; region nodes for those who see the whole tree."""
+    roots = principal.scope.roots
+    if key.tenant is None:
+        return roots is None or any("." not in root for root in roots)
+    return principal.scope.allows(key.tenant)

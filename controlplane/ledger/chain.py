@@ -106,7 +106,7 @@ def load_chain(uow: UnitOfWork, key: NodeKey, *, lock: bool) -> Chain:
     A missing leaf is ``allocation-missing`` naming it; a missing ancestor (which only a
     broken invariant could cause) names the ancestor.
     """
-    found = list(uow.session.execute(_chain_statement(key, lock=lock)).tuples())
+    found = list(uow.session.execute(_chain_statement(key, lock=lock)))
     expected = [NodeKey.for_region(key.region)]
     if not key.is_region:
         assert key.tenant is not None

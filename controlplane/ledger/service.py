@@ -122,8 +122,8 @@ def _audit(uow: UnitOfWork, action: str, key: NodeKey, **fields: object) -> None
             "quota_node",
             str(key),
             tenant_path=key.tenant,
-            before=before,  # type: ignore[arg-type]
-            after=after,  # type: ignore[arg-type]
+            before=before,
+            after=after,
             extra=dict(fields),
         )
     )
@@ -333,9 +333,7 @@ def set_region_limits(
     return apply_region_limits(uow, region, limits, source=source)
 
 
-def apply_region_limits(
-    uow: UnitOfWork, region: str, limits: Mapping[str, Limit], *, source: LimitSource
-) -> QuotaNode:
+def apply_region_limits(uow: UnitOfWork, region: str, limits: Mapping[str, Limit], *, source: LimitSource) -> QuotaNode:
     """Unauthorised core of ``set_region_limits`` for trusted callers (seeding)."""
     chain = load_chain(uow, NodeKey.for_region(region), lock=True)
     complete = {r: None for r in chain.leaf.limits} | dict(limits)

@@ -15,6 +15,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -865,7 +866,7 @@ def _wait(
         if ready():
             return
         if time.monotonic() > deadline:
-            raise BoxError(f"timed res after {timeout:.0f}s waiting for {what}")
+            raise BoxError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
 
 
@@ -1012,6 +1013,21 @@ def cmd_clouds_yaml(args: argparse.Namespace) -> int:
     return 0
 
 
+_LOCK_FD: list[int] = []
+
+
+def _lock() -> None:
+    """One mutating command at a time per box (a second one waits)."""
+    BOX.mkdir(parents=True, exist_ok=True)
+    fd = os.open(BOX / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        say("waiting for another openstack-box command on this box to finish")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    _LOCK_FD.append(fd)  # held until this process exits
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="openstack-box", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -1027,6 +1043,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("clouds-yaml", help="print a clouds.yaml for the box").set_defaults(func=cmd_clouds_yaml)
     args = parser.parse_args(argv)
     try:
+        if args.command in ("install", "init", "start", "stop"):
+            _lock()
         return int(args.func(args))
     except BoxError as err:
         say(f"error: {err}")

@@ -1,0 +1,248 @@
+"""Every route of the app, called by city A about city B's objects.
+
+The route list comes from the app itself. A route missing from ROUTES, or a path parameter
+missing from the parameter table, fails the test: no new route escapes it. City A's token
+gets 404 on B's items and sees none of B's objects in collections (also when filtered by
+B); B's token succeeds on the same calls; B's rows are unchanged by A's attempts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from controlplane.db.uow import unit_of_work
+from controlplane.operations.models import Operation
+from controlplane.tenants.models import Tenant
+from tests.controlplane.helpers import credit_code
+
+A, B = "hubei.yichang", "hubei.xiangyang"
+B_COUNTY = f"{B}.fancheng"
+CITY_ROLES = ("tenant-admin", "operator", "auditor")
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")}
+
+
+@dataclass
+class Call:
+    kind: str  # item | collection | global-read | global-write | self
+    body: Callable[[dict[str, str]], Any] | None = None
+    b_status: int = 200
+    filters: dict[str, str] = field(default_factory=dict)  # for collections: query -> key of B's ids
+
+
+# Ordered so that B's own run of the same calls succeeds one after the other.
+ROUTES: dict[tuple[str, str], Call] = {
+    ("GET", "/v1/tenants"): Call("collection", filters={"subtree": "county", "parent": "city", "code": "county_code"}),
+    ("GET", "/v1/tenants/{path}"): Call("item"),
+    ("GET", "/v1/tenants/{path}/ancestors"): Call("item"),
+    ("PATCH", "/v1/tenants/{path}"): Call("item", body=lambda ids: {"name_en": "Fancheng District (renamed)"}),
+    ("POST", "/v1/tenants/{path}:suspend"): Call("item", body=lambda ids: {"reason": "cross-tenant test"}),
+    ("POST", "/v1/tenants/{path}:reactivate"): Call("item", body=lambda ids: {"reason": "cross-tenant test"}),
+    ("POST", "/v1/tenants"): Call(
+        "item",
+        b_status=201,
+        body=lambda ids: {
+            "parent": ids["city"],
+            "code": f"new{uuid.uuid4().hex[:6]}",
+            "name_zh": "新区",
+            "name_en": "New",
+            "kind": "county",
+            "credit_code": credit_code("420600"),
+        },
+    ),
+    ("GET", "/v1/operations"): Call("collection", filters={"tenant": "city"}),
+    ("GET", "/v1/operations/{operation_id}"): Call("item"),
+    ("GET", "/v1/audit"): Call("collection", filters={"tenant": "city"}),
+    ("GET", "/v1/whoami"): Call("self"),
+    ("POST", "/v1/tokens"): Call("self", b_status=201, body=lambda ids: {"name": "another"}),
+    ("GET", "/v1/tokens"): Call("collection", filters={"subject": "subject"}),
+    ("GET", "/v1/tokens/{token_id}"): Call("item"),
+    ("DELETE", "/v1/tokens/{token_id}"): Call("item", b_status=204),
+    ("POST", "/v1/role-bindings"): Call(
+        "item",
+        b_status=201,
+        body=lambda ids: {"subject": "clerk-" + uuid.uuid4().hex[:6], "role": "tenant-member", "tenant": ids["county"]},
+    ),
+    ("GET", "/v1/role-bindings"): Call("collection", filters={"tenant": "city", "subject": "member"}),
+    ("GET", "/v1/role-bindings/{binding_id}"): Call("item"),
+    ("DELETE", "/v1/role-bindings/{binding_id}"): Call("item", b_status=204),
+    ("POST", "/v1/tenants/{path}:retire"): Call("item", body=lambda ids: {"reason": "cross-tenant test"}),
+    ("GET", "/v1/regions"): Call("global-read"),
+    ("GET", "/v1/regions/{region}"): Call("global-read"),
+    ("PATCH", "/v1/regions/{region}"): Call("global-write", body=lambda ids: {"name_en": "x"}),
+    ("GET", "/v1/clouds"): Call("global-read"),
+    ("GET", "/v1/clouds/{cloud}"): Call("global-read"),
+    ("PATCH", "/v1/clouds/{cloud}"): Call("global-write", body=lambda ids: {"name_en": "x"}),
+    ("GET", "/v1/flavors"): Call("global-read"),
+    ("GET", "/v1/flavors/{flavor}"): Call("global-read"),
+    ("POST", "/v1/system:selftest"): Call("global-write"),
+}
+
+# path parameter -> key of B's seeded ids (or a literal for global objects)
+PARAMS: dict[str, str] = {
+    "path": "county",
+    "operation_id": "operation",
+    "token_id": "spare_token",
+    "binding_id": "binding",
+    "region": "=xiangyang",
+    "cloud": "=industry",
+    "flavor": "=c2.medium",
+}
+
+
+def seed_city_b(
+    engine: Engine, api_as: Callable[..., TestClient], client: TestClient
+) -> tuple[TestClient, dict[str, str]]:
+    """B's objects of every kind: a county, an operation, a spare token, a binding, audit events."""
+    created = client.post(
+        "/v1/tenants",
+        json={
+            "parent": B,
+            "code": "fancheng",
+            "name_zh": "樊城区",
+            "name_en": "Fancheng District",
+            "kind": "district",
+            "credit_code": credit_code("420606"),
+        },
+    )
+    assert created.status_code == 201, created.text
+    city_b = api_as(CITY_ROLES[0], B, *((r, B) for r in CITY_ROLES[1:]))
+    spare = city_b.post("/v1/tokens", json={"name": "spare"}).json()
+    member = city_b.post("/v1/role-bindings", json={"subject": "b-clerk", "role": "tenant-member", "tenant": B_COUNTY})
+    assert member.status_code == 201, member.text
+    with unit_of_work(engine) as uow:
+        county_id = uow.session.query(Tenant.id).filter(Tenant.path == B_COUNTY).scalar()
+        op = Operation(kind="selftest", tenant_id=county_id, created_at=uow.now(), updated_at=uow.now())
+        uow.session.add(op)
+        uow.session.flush()
+        op_id = str(op.id)
+    ids = {
+        "city": B,
+        "county": B_COUNTY,
+        "county_code": "fancheng",
+        "operation": op_id,
+        "spare_token": spare["id"],
+        "binding": member.json()["id"],
+        "subject": city_b.subject,  # type: ignore[attr-defined]
+        "member": "b-clerk",
+    }
+    return city_b, ids
+
+
+def url_for(path: str, ids: dict[str, str]) -> str:
+    def fill(match: re.Match[str]) -> str:
+        ref = PARAMS[match.group(1)]
+        return ref[1:] if ref.startswith("=") else ids[ref]
+
+    return re.sub(r"\{(\w+)\}", fill, path)
+
+
+def snapshot_b(engine: Engine, subject: str) -> str:
+    in_b = "SELECT id FROM tenants WHERE path = :c OR path LIKE :p"
+    args = {"c": B, "p": f"{B}.%"}
+    with engine.connect() as conn:
+        rows = {
+            "tenants": conn.execute(
+                text("SELECT * FROM tenants WHERE path = :c OR path LIKE :p ORDER BY path"), args
+            ).all(),
+            "bindings": conn.execute(
+                text(f"SELECT * FROM role_bindings WHERE tenant_id IN ({in_b}) ORDER BY id"), args
+            ).all(),
+            "tokens": conn.execute(
+                text("SELECT * FROM api_tokens WHERE subject = :s ORDER BY id"), {"s": subject}
+            ).all(),
+            "operations": conn.execute(
+                text(f"SELECT * FROM operations WHERE tenant_id IN ({in_b}) ORDER BY id"), args
+            ).all(),
+        }
+    assert all(rows.values()), "B's seed is incomplete"
+    return repr(rows)
+
+
+def app_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """Every (method, path) the app serves, walking included routers (all our routers carry
+    their full prefix); cross-checked against the OpenAPI document."""
+    found: list[tuple[str, str]] = []
+
+    def walk(routes: list[Any]) -> None:
+        for route in routes:
+            if isinstance(route, APIRoute):
+                found.extend((method, route.path) for method in sorted(route.methods - {"HEAD"}))
+            elif hasattr(route, "original_router"):
+                walk(route.original_router.routes)
+            elif hasattr(route, "path") and hasattr(route, "methods"):
+                found.extend((method, route.path) for method in sorted((route.methods or set()) - {"HEAD"}))
+
+    walk(list(app.routes))
+    documented = {(m.upper(), p) for p, ops in app.openapi()["paths"].items() for m in ops}
+    assert documented <= set(found), f"documented but not found by the walk: {documented - set(found)}"
+    return found
+
+
+def test_every_route_is_covered(app: FastAPI) -> None:
+    missing = [r for r in app_routes(app) if r not in ROUTES and r not in PUBLIC]
+    assert not missing, f"routes missing from the cross-tenant test: {missing}"
+    unknown_params = {p for _, path in app_routes(app) for p in re.findall(r"\{(\w+)\}", path) if p not in PARAMS}
+    assert not unknown_params, f"path parameters missing from PARAMS: {unknown_params}"
+    stale = [r for r in ROUTES if r not in app_routes(app)]
+    assert not stale, f"ROUTES lists routes the app no longer has: {stale}"
+
+
+def test_city_a_cannot_reach_city_b(
+    app: FastAPI, engine: Engine, api_as: Callable[..., TestClient], client: TestClient
+) -> None:
+    city_b, ids = seed_city_b(engine, api_as, client)
+    city_a = api_as(CITY_ROLES[0], A, *((r, A) for r in CITY_ROLES[1:]))
+    b_markers = [ids["city"], ids["operation"], ids["spare_token"], ids["binding"], ids["subject"], "b-clerk"]
+    before = snapshot_b(engine, ids["subject"])
+    for (method, path), call in ROUTES.items():
+        url = url_for(path, ids)
+        body = call.body(ids) if call.body else None
+        response = city_a.request(method, url, json=body)
+        where = f"{method} {url}"
+        if call.kind == "item":
+            assert response.status_code == 404, f"{where}: A got {response.status_code}: {response.text}"
+            echoed = url + json.dumps(body or {})  # the 404 may repeat what A asked for, nothing more
+            assert not any(m in response.text for m in b_markers if m not in echoed), f"{where} leaked B's data"
+        elif call.kind == "collection":
+            assert response.status_code == 200, f"{where}: {response.text}"
+            assert not any(m in response.text for m in b_markers), f"{where} shows B's objects to A"
+            for query, key in call.filters.items():
+                filtered = city_a.request(method, url, params={query: ids[key]})
+                assert filtered.status_code == 200, f"{where}?{query}: {filtered.text}"
+                assert not any(m in filtered.text for m in b_markers), f"{where}?{query}=B shows B's objects"
+        elif call.kind == "global-read":
+            assert response.status_code == 200, where
+        elif call.kind == "global-write":
+            assert response.status_code == 403, f"{where}: a city role may not change global objects"
+        elif call.kind == "self":
+            assert response.status_code == call.b_status, where
+            assert not any(m in response.text for m in b_markers), where
+    assert snapshot_b(engine, ids["subject"]) == before, "A's calls changed B's rows"
+
+    # B's own token succeeds on the very same calls
+    for (method, path), call in ROUTES.items():
+        url = url_for(path, ids)
+        response = city_b.request(method, url, json=call.body(ids) if call.body else None)
+        where = f"{method} {url}"
+        if call.kind in ("item", "self", "global-read"):
+            assert response.status_code == call.b_status, f"{where}: B got {response.status_code}: {response.text}"
+        elif call.kind == "collection":
+            assert response.status_code == 200, where
+            items = json.dumps(response.json())
+            for query, key in call.filters.items():
+                filtered = city_b.request(method, url, params={query: ids[key]})
+                assert filtered.status_code == 200 and filtered.json(), f"{where}?{query}: B sees nothing"
+            assert items != "[]", f"{where}: B sees none of its own objects"
+        elif call.kind == "global-write":
+            assert response.status_code == 403, where
