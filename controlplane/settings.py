@@ -30,7 +30,10 @@ class Settings(BaseSettings):
     page_size_max: int = Field(default=500, ge=1)
     token_default_ttl_days: int = Field(default=90, ge=1, le=3650)
     audit_verify_interval_s: float = Field(default=300.0, gt=0)
-    quota_metrics_depth: int = Field(default=1, ge=0, le=8, description="Tenant levels below the province in quota metrics")
+    reaper_interval_s: float = Field(default=15.0, gt=0)
+    quota_metrics_depth: int = Field(
+        default=1, ge=0, le=8, description="Tenant levels below the province in quota metrics"
+    )
     # OIDC (optional): bearer JWTs from this issuer, keys from its JWKS, roles from claims.
     oidc_issuer: str = ""
     oidc_audience: str = ""

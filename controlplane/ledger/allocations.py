@@ -23,7 +23,7 @@ from controlplane.ledger import access
 from controlplane.ledger.chain import apply_changes, limits_json, load_chain, over_limit
 from controlplane.ledger.errors import AllocationMissing
 from controlplane.ledger.models import Allocation, AllocationMode, AllocationStatus, LimitSource, QuotaNode
-from controlplane.ledger.service import checked_vector, refused
+from controlplane.ledger.service import checked_limits, refused
 from controlplane.tenants import service as tenants
 from controlplane.tenants.models import Tenant, TenantStatus
 from quotas import ZERO, LedgerNode, Limit, LimitSet, NodeKey, NodeMode, Refused, check_set_limit
@@ -65,9 +65,7 @@ def insert_allocation(
     mode = AllocationMode(mode)
     if direct_access and mode is not AllocationMode.SLICE:
         raise ValidationFailed("direct access is only for slice allocations", field="direct_access")
-    for resource, limit in limits.items():
-        if limit is not None:
-            checked_vector(f"limits.{resource}", {resource: limit})
+    checked_limits(limits)
     tenant = uow.session.scalars(select(Tenant).where(col(Tenant.path) == tenant_path)).first()
     if tenant is None:
         raise NotFound(f"tenant '{tenant_path}' not found", tenant=tenant_path)

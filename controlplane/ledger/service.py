@@ -69,6 +69,14 @@ def checked_vector(name: str, amounts: Mapping[str, int]) -> ResourceVector:
     return result
 
 
+def checked_limits(limits: Mapping[str, Limit]) -> None:
+    for resource, limit in limits.items():
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+            raise ValidationFailed(
+                f"limits.{resource} must be a non-negative integer or null", field=f"limits.{resource}"
+            )
+
+
 def _check_owner(owner: str) -> None:
     if not isinstance(owner, str) or not OWNER_PATTERN.match(owner):
         raise ValidationFailed("owner must look like '<kind>:<id>', e.g. 'operation:<uuid>'", field="owner")
@@ -297,9 +305,7 @@ def set_limits(
     """
     principal = access.principal_of(uow)
     access.authorize_set_limit(principal, key.tenant)
-    for resource, limit in limits.items():
-        if limit is not None:
-            checked_vector(f"limits.{resource}", {resource: limit})
+    checked_limits(limits)
     chain = load_chain(uow, key, lock=True)
     if not access.is_top_setter(principal, key.tenant):
         _cap_by_parent(chain, limits)

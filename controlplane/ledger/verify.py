@@ -51,9 +51,7 @@ def _parent_key(key: NodeKey) -> NodeKey | None:
 
 
 def check_ledger(session: Session) -> LedgerCheck:
-    rows = session.execute(
-        select(QuotaNode, Tenant.path).outerjoin(Tenant, col(Tenant.id) == col(QuotaNode.tenant_id))
-    )
+    rows = session.execute(select(QuotaNode, Tenant.path).outerjoin(Tenant, col(Tenant.id) == col(QuotaNode.tenant_id)))
     nodes: dict[NodeKey, QuotaNode] = {}
     ids: dict[uuid.UUID, NodeKey] = {}
     for row, path in rows:

@@ -41,6 +41,13 @@ class Operation(SQLModel, table=True):
     params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     result: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
     created_by: str | None = Field(default=None, sa_column=Column(String(200)))
+    # crash safety: who holds it, until when, and when a transient failure may be retried
+    owner: str | None = Field(default=None, sa_column=Column(String(200)))
+    lease_expires_at: datetime | None = ts_field(nullable=True, index=True)
+    next_attempt_at: datetime | None = ts_field(nullable=True, index=True)
+    steps_done: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False, default=list))
+    memo: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False, default=dict))
+    log: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False, default=list))
     created_at: datetime = ts_field()
     updated_at: datetime = ts_field()
     started_at: datetime | None = ts_field(nullable=True)

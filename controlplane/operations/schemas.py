@@ -19,6 +19,9 @@ class OperationPublic(BaseModel):
     attempts: int
     last_error: str | None
     result: dict[str, Any] | None
+    steps_done: list[str]
+    log: list[dict[str, Any]]
+    next_attempt_at: datetime | None
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -36,7 +39,10 @@ class OperationPublic(BaseModel):
             step=row.step,
             attempts=row.attempts,
             last_error=row.last_error,
-            result=row.result,
+            result=row.result if row.result is not None else (row.memo or None),
+            steps_done=list(row.steps_done or []),
+            log=list(row.log or [])[-20:],
+            next_attempt_at=row.next_attempt_at,
             created_at=row.created_at,
             updated_at=row.updated_at,
             started_at=row.started_at,

@@ -6,8 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import or_, select
 
 from controlplane.auth.policy import authorize, can
 from controlplane.auth.principal import Principal
@@ -85,36 +84,3 @@ def list_operations(
         stmt = stmt.where(Operation.id > uuid.UUID(after))
     rows = list(uow.session.scalars(stmt.order_by(Operation.id).limit(limit + 1)))
     return rows[:limit], (str(rows[limit - 1].id) if len(rows) > limit else None)
-
-
-def claim(uow: UnitOfWork, operation_id: uuid.UUID) -> bool:
-    """queued → running, only if nobody else did it first (works on SQLite and PostgreSQL)."""
-    now = uow.now()
-    result = uow.session.execute(
-        update(Operation)
-        .where(Operation.id == operation_id, Operation.state == OperationState.QUEUED.value)
-        .values(
-            state=OperationState.RUNNING.value,
-            started_at=now,
-            updated_at=now,
-            attempts=Operation.attempts + 1,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    assert isinstance(result, CursorResult)
-    return result.rowcount == 1
-
-
-def finish(
-    uow: UnitOfWork,
-    operation_id: uuid.UUID,
-    state: OperationState,
-    *,
-    result: dict[str, Any] | None = None,
-    error: str | None = None,
-) -> None:
-    op = get(uow, operation_id)
-    now = uow.now()
-    op.state, op.result, op.last_error = state.value, result, error
-    op.finished_at = op.updated_at = now
-    op.step = None

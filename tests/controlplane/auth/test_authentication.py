@@ -98,7 +98,7 @@ def test_only_platform_admins_mint_for_others(api_as: Callable[..., TestClient])
 class _Jwks(BaseHTTPRequestHandler):
     body = b"{}"
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.end_headers()

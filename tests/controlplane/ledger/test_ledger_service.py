@@ -19,7 +19,7 @@ from controlplane.ledger.errors import (
     QuotaRefused,
     ReservationMissing,
 )
-from controlplane.ledger.models import AllocationMode, QuotaNode, Reservation
+from controlplane.ledger.models import AllocationMode, Reservation
 from controlplane.ledger.seed import seed_ledger
 from controlplane.ledger.verify import check_ledger
 from controlplane.site_config import Site
@@ -96,7 +96,9 @@ def test_a_slice_beyond_what_the_city_can_give_is_refused_with_the_headroom(engi
     reserve(engine, "request:sibling", SIBLING, vcpus=70)
     with pytest.raises(QuotaRefused) as caught:
         allocate(engine, COUNTY, "slice", {"vcpus": 31})
-    assert caught.value.fields.items() >= {"node": "hubei.wuhan/egov/wuhan", "resource": "vcpus", "headroom": 30}.items()
+    assert (
+        caught.value.fields.items() >= {"node": "hubei.wuhan/egov/wuhan", "resource": "vcpus", "headroom": 30}.items()
+    )
     with pytest.raises(AllocationMissing):
         node(engine, COUNTY)  # nothing was left behind
     allocate(engine, COUNTY, "slice", {"vcpus": 30})
@@ -129,7 +131,12 @@ def test_allocation_input_is_checked(engine: Engine, kwargs: dict, error: type, 
         run(
             engine,
             lambda uow: create_allocation(
-                uow, CITY, args["cloud"], args["region"], AllocationMode(args["mode"]), args["limits"],
+                uow,
+                CITY,
+                args["cloud"],
+                args["region"],
+                AllocationMode(args["mode"]),
+                args["limits"],
                 args["direct_access"],
             ),
         )
@@ -139,12 +146,18 @@ def test_allocation_input_is_checked(engine: Engine, kwargs: dict, error: type, 
 def test_a_live_allocation_blocks_retirement_and_pins_the_code(engine: Engine) -> None:
     allocate(engine, CITY)
     allocate(engine, COUNTY)
-    with pytest.raises(Conflict, match="hubei.wuhan.jiangan/egov/wuhan"):
+    with pytest.raises(Conflict, match=r"hubei\.wuhan\.jiangan/egov/wuhan"):
         run(engine, lambda uow: tenants.change_status(uow, uow.principal, COUNTY, TenantStatus.RETIRED, "closing"))
     with pytest.raises(Conflict, match="immutable"):
-        run(engine, lambda uow: tenants.update(uow, uow.principal, COUNTY, TenantUpdate(code="jiangan2"), if_version=None))
+        run(
+            engine,
+            lambda uow: tenants.update(uow, uow.principal, COUNTY, TenantUpdate(code="jiangan2"), if_version=None),
+        )
     # a sibling without allocations is still free to change
-    run(engine, lambda uow: tenants.update(uow, uow.principal, "hubei.wuhan.qiaokou", TenantUpdate(code="qk"), if_version=None))
+    run(
+        engine,
+        lambda uow: tenants.update(uow, uow.principal, "hubei.wuhan.qiaokou", TenantUpdate(code="qk"), if_version=None),
+    )
 
 
 # --- reservations -------------------------------------------------------------------------------
@@ -182,14 +195,18 @@ def test_reserve_again_replaces_the_amount(engine: Engine) -> None:
 
 
 def test_a_refusal_names_the_lowest_binding_node_and_writes_nothing(engine: Engine) -> None:
-    city_and_counties(engine, city_vcpus=100, county_vcpus=50)
-    reserve(engine, "request:a", COUNTY, vcpus=40)
-    county_refusal = refusal(engine, "request:b", COUNTY, vcpus=11)
+    city_and_counties(engine, city_vcpus=90, county_vcpus=50)
+    reserve(engine, "request:a", COUNTY, vcpus=30)
+    county_refusal = refusal(engine, "request:b", COUNTY, vcpus=21)
     assert county_refusal.fields == {
-        "node": "hubei.wuhan.jiangan/egov/wuhan", "resource": "vcpus", "requested": 11, "headroom": 10, "shortfall": 1
+        "node": "hubei.wuhan.jiangan/egov/wuhan",
+        "resource": "vcpus",
+        "requested": 21,
+        "headroom": 20,
+        "shortfall": 1,
     }
     reserve(engine, "request:c", SIBLING, vcpus=50)
-    city_refusal = refusal(engine, "request:d", COUNTY, vcpus=10)
+    city_refusal = refusal(engine, "request:d", COUNTY, vcpus=15)
     assert city_refusal.fields["node"] == "hubei.wuhan/egov/wuhan" and city_refusal.fields["headroom"] == 10
 
     def refused_then_carry_on(uow: object) -> None:
@@ -213,7 +230,7 @@ def test_a_slice_absorbs_its_own_use_and_stays_available(engine: Engine) -> None
     assert refusal(engine, "request:more", COUNTY, vcpus=1).fields["node"] == "hubei.wuhan/egov/wuhan"
     reserve(engine, "request:slice", SIBLING, vcpus=30)  # its slice was kept for it
     assert node(engine, CITY)["consumption"] == {"vcpus": 100}
-    assert refusal(engine, "request:over", SIBLING, vcpus=31).fields["node"] == "hubei.wuhan/egov/wuhan"
+    assert refusal(engine, "request:over", SIBLING, vcpus=1).fields["node"] == "hubei.wuhan.jianghan/egov/wuhan"
     assert_consistent(engine)
 
 
@@ -312,20 +329,20 @@ def test_who_may_set_limits(
             run(engine, lambda uow: service.set_limits(uow, key(path), limits), who)
 
 
-def test_the_ledger_check_finds_a_tampered_node(engine: Engine) -> None:
-    city_and_counties(engine)
+def test_the_ledger_check_finds_tampered_and_oversubscribed_nodes(engine: Engine) -> None:
+    city_and_counties(engine, city_vcpus=100)
     reserve(engine, "request:a", COUNTY, vcpus=5)
+    city_row = "depth = 2 AND cloud = 'egov' AND region = 'wuhan'"
     with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE quota_nodes SET consumption = :c WHERE depth = 2 AND cloud = 'egov' AND region = 'wuhan'"),
-            {"c": '{"vcpus": 500}'},
-        )
+        conn.execute(text(f"UPDATE quota_nodes SET consumption = :c WHERE {city_row}"), {"c": '{"vcpus": 50}'})  # noqa: S608
     with unit_of_work(engine, readonly=True) as uow:
-        problems = check_ledger(uow.session).problems
-        kinds = {(p.node, p.kind) for p in problems}
-        assert ("hubei.wuhan/egov/wuhan", "consumption") in kinds, problems
-        assert ("hubei.wuhan/egov/wuhan", "oversubscribed") in kinds, problems
-        assert uow.session.scalars(select(QuotaNode).where(QuotaNode.depth == 2)).first() is not None
+        problems = {(p.node, p.kind): p for p in check_ledger(uow.session).problems}
+    assert problems[("hubei.wuhan/egov/wuhan", "consumption")].expected == {"vcpus": 5}
+    with engine.begin() as conn:  # used that bypassed admission: 105 > 100 at the city
+        conn.execute(text(f"UPDATE quota_nodes SET used = :u WHERE {city_row}"), {"u": '{"vcpus": 100}'})  # noqa: S608
+    with unit_of_work(engine, readonly=True) as uow:
+        problems = {(p.node, p.kind): p for p in check_ledger(uow.session).problems}
+    assert problems[("hubei.wuhan/egov/wuhan", "oversubscribed")].stored == {"vcpus": 105}
 
 
 def test_dry_run_says_where_and_by_how_much(engine: Engine) -> None:
