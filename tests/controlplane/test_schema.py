@@ -16,9 +16,9 @@ from controlplane.db.migrate import check
 )
 def test_state_columns_reject_unknown_values(engine: Engine, table: str, column: str, value: str) -> None:
     with engine.connect() as conn:
-        row_id = conn.execute(text(f"SELECT id FROM {table} LIMIT 1")).scalar_one()  # noqa: S608
+        row_id = conn.execute(text(f"SELECT id FROM {table} LIMIT 1")).scalar_one()
         with pytest.raises(sa_exc.IntegrityError):
-            conn.execute(text(f"UPDATE {table} SET {column} = :v WHERE id = :id"), {"v": value, "id": row_id})  # noqa: S608
+            conn.execute(text(f"UPDATE {table} SET {column} = :v WHERE id = :id"), {"v": value, "id": row_id})
 
 
 def test_operation_state_check(engine: Engine) -> None:
