@@ -111,6 +111,7 @@ def _routes(app: FastAPI) -> None:
     from controlplane.catalogue.routes import router as catalogue
     from controlplane.ledger.routes import router as ledger
     from controlplane.operations.routes import router as operations
+    from controlplane.requests.routes import router as requests
     from controlplane.tenants.routes import router as tenants
 
     app.include_router(tenants)
@@ -118,6 +119,7 @@ def _routes(app: FastAPI) -> None:
     app.include_router(audit)
     app.include_router(catalogue)
     app.include_router(operations)
+    app.include_router(requests)
     app.include_router(ledger)
 
     @app.get("/healthz", tags=["system"], include_in_schema=True)

@@ -50,6 +50,7 @@ def status_for(exc: DomainError) -> int:
 
 def problem_response(
     request: Request,
+    /,
     status: int,
     *,
     slug: str,

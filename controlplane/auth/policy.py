@@ -31,6 +31,10 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "bindings.manage": frozenset({Role.PLATFORM_ADMIN, Role.TENANT_ADMIN}),
     "tokens.manage-others": frozenset({Role.PLATFORM_ADMIN}),
     "audit.read": frozenset({Role.PLATFORM_ADMIN, Role.AUDITOR}),
+    # information systems and requests
+    "requests.read": ALL_ROLES,
+    "requests.create": ADMINS | {Role.TENANT_ADMIN, Role.TENANT_MEMBER},
+    "requests.retry-errored": ADMINS,
     # quota ledger
     "quotas.read": ALL_ROLES,
     "quotas.set-limit": ADMINS | {Role.TENANT_ADMIN},

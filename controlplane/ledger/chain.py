@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from controlplane.db.uow import UnitOfWork
@@ -126,6 +127,26 @@ def load_chain(uow: UnitOfWork, key: NodeKey, *, lock: bool) -> Chain:
     return Chain(rows=rows, keys=ordered, allocation_status=by_key[ordered[0]][1])
 
 
+_WRITTEN = ("limits", "limits_source", "used", "reserved", "consumption", "over_limit", "updated_at")
+_NODES = QuotaNode.__table__  # type: ignore[attr-defined]
+_UPDATE_NODE = (
+    update(_NODES).where(_NODES.c.id == bindparam("node_id")).values({name: bindparam(name) for name in _WRITTEN})
+)
+
+
+def write_nodes(uow: UnitOfWork, rows: Sequence[QuotaNode], values: Sequence[dict[str, Any]]) -> None:
+    """One executemany for every changed node; the loaded objects take the same values as
+    already committed ones, so the ORM flush (slow, and inside the lock) has nothing to do."""
+    if not rows:
+        return
+    params = []
+    for row, changed in zip(rows, values, strict=True):
+        for name, value in changed.items():
+            set_committed_value(row, name, value)
+        params.append({"node_id": row.id, **{name: getattr(row, name) for name in _WRITTEN}})
+    uow.session.execute(_UPDATE_NODE, params)
+
+
 def apply_changes(
     uow: UnitOfWork,
     chain: Chain,
@@ -134,31 +155,36 @@ def apply_changes(
     used: Mapping[str, int] | None = None,
     reserved: Mapping[str, int] | None = None,
     limits: Mapping[str, int | None] | None = None,
+    limits_source: str | None = None,
 ) -> list[QuotaNode]:
     """Add ``changes`` to the stored consumptions; replace the leaf's used/reserved/limits if given.
 
     Returns the rows that changed. ``over_limit`` is recomputed for every changed row.
     """
     now = uow.now()
-    changed: list[QuotaNode] = []
+    rows: list[QuotaNode] = []
+    values: list[dict[str, Any]] = []
     for index, (row, key) in enumerate(zip(chain.rows, chain.keys, strict=True)):
-        touched = False
+        new: dict[str, Any] = {}
         delta = changes.get(key)
         if delta:
-            row.consumption = as_json(vector(row.consumption) + delta)
-            touched = True
+            new["consumption"] = as_json(vector(row.consumption) + delta)
         if index == 0:
             if used is not None:
-                row.used, touched = as_json(used), True
+                new["used"] = as_json(used)
             if reserved is not None:
-                row.reserved, touched = as_json(reserved), True
+                new["reserved"] = as_json(reserved)
             if limits is not None:
-                row.limits, touched = limits_json(limits), True
-        if touched:
-            row.over_limit = over_limit(row.limits, row.consumption)
-            row.updated_at = now
-            changed.append(row)
-    return changed
+                new["limits"] = limits_json(limits)
+            if limits_source is not None:
+                new["limits_source"] = limits_source
+        if new:
+            new["over_limit"] = over_limit(new.get("limits", row.limits), new.get("consumption", row.consumption))
+            new["updated_at"] = now
+            rows.append(row)
+            values.append(new)
+    write_nodes(uow, rows, values)
+    return rows
 
 
 def snapshot(row: QuotaNode) -> dict[str, Any]:
@@ -170,8 +196,3 @@ def snapshot(row: QuotaNode) -> dict[str, Any]:
         "consumption": dict(row.consumption),
         "over_limit": list(row.over_limit),
     }
-
-
-def keys_of(rows: Sequence[QuotaNode], chain: Chain) -> list[str]:
-    index = {id(r): k for r, k in zip(chain.rows, chain.keys, strict=True)}
-    return [str(index[id(r)]) for r in rows]

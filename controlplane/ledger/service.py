@@ -22,15 +22,17 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from controlplane.audit.record import AuditRecord
 from controlplane.db.uow import UnitOfWork
 from controlplane.errors import Conflict, ValidationFailed
 from controlplane.ledger import access
-from controlplane.ledger.chain import Chain, apply_changes, load_chain, snapshot, vector
+from controlplane.ledger.chain import Chain, apply_changes, as_json, load_chain, node_key, snapshot, vector, write_nodes
 from controlplane.ledger.errors import LimitAboveParent, LimitBelowConsumption, QuotaRefused, ReservationMissing
 from controlplane.ledger.models import AllocationStatus, LimitSource, QuotaNode, Reservation
 from controlplane.tenants.models import Tenant
@@ -48,7 +50,6 @@ from quotas import (
     check_set_limit,
     sync_used,
 )
-from quotas import commit as commit_changes
 
 OWNER_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,19}:[A-Za-z0-9._:-]{1,99}$")
 
@@ -110,6 +111,41 @@ def _advance(
 def _lock_reservation(uow: UnitOfWork, owner: str) -> Reservation | None:
     stmt = select(Reservation).where(col(Reservation.owner) == owner).with_for_update()
     return uow.session.scalars(stmt.execution_options(populate_existing=True)).first()
+
+
+_TABLE = Reservation.__table__  # type: ignore[attr-defined]
+
+
+def _save_reservation(uow: UnitOfWork, reservation: Reservation, *, new: bool, **values: Any) -> Reservation:
+    """Core statements (the ORM's flush would run inside the chain's locks); the object follows."""
+    values["updated_at"] = uow.now()
+    if new:
+        for name, value in values.items():
+            setattr(reservation, name, value)
+        columns = {c.name: getattr(reservation, c.name) for c in _TABLE.columns}
+        uow.session.execute(insert(_TABLE).values(columns))
+        return reservation
+    for name, value in values.items():
+        set_committed_value(reservation, name, value)
+    uow.session.execute(update(_TABLE).where(_TABLE.c.id == reservation.id).values(values))
+    return reservation
+
+
+def _drop_reservation(uow: UnitOfWork, reservation: Reservation) -> None:
+    uow.session.execute(delete(_TABLE).where(_TABLE.c.id == reservation.id))
+    uow.session.expunge(reservation)
+
+
+def _locked_leaf(uow: UnitOfWork, node_id: object) -> tuple[QuotaNode, NodeKey]:
+    """Only the leaf row, for changes that leave every consumption alone (commit)."""
+    row, path = uow.session.execute(
+        select(QuotaNode, Tenant.path)
+        .outerjoin(Tenant, col(Tenant.id) == col(QuotaNode.tenant_id))
+        .where(col(QuotaNode.id) == node_id)
+        .with_for_update(of=QuotaNode)
+        .execution_options(populate_existing=True)
+    ).one()
+    return row, node_key(row, path)
 
 
 def _key_of_node(uow: UnitOfWork, node_id: object) -> NodeKey:
@@ -176,21 +212,11 @@ def reserve(
         raise refused(outcome)
     assert isinstance(outcome, Admitted)
     apply_changes(uow, chain, _combine(freed, outcome.changes), reserved=nodes[0].reserved - old + new)
-    now = uow.now()
     if existing is None:
-        existing = Reservation(
-            owner=owner,
-            node_id=chain.leaf.id,
-            amounts=dict(new),
-            committed={},
-            expires_at=expires_at,
-            created_by=principal.name,
-            created_at=now,
-            updated_at=now,
-        )
-        uow.session.add(existing)
+        fresh = Reservation(owner=owner, node_id=chain.leaf.id, created_by=principal.name, created_at=uow.now())
+        existing = _save_reservation(uow, fresh, new=True, amounts=dict(new), committed={}, expires_at=expires_at)
     else:
-        existing.amounts, existing.expires_at, existing.updated_at = dict(new), expires_at, now
+        _save_reservation(uow, existing, new=False, amounts=dict(new), expires_at=expires_at)
     _audit(uow, "quota.reserve", key, owner=owner, before={"reserved": dict(old)}, after={"reserved": dict(new)})
     return existing
 
@@ -210,7 +236,9 @@ def commit(uow: UnitOfWork, owner: str, part: Mapping[str, int] | None = None) -
     reservation = _lock_reservation(uow, owner)
     if reservation is None:
         raise ReservationMissing(owner)
-    key = _key_of_node(uow, reservation.node_id)
+    # Consumption counts used and reserved alike, so nothing above the leaf changes
+    # (``quotas.commit`` returns no changes): only the leaf row is locked.
+    leaf, key = _locked_leaf(uow, reservation.node_id)
     access.authorize_read(principal, key)
     held = vector(reservation.amounts)
     amount = held if part is None else checked_vector("part", part)
@@ -218,13 +246,26 @@ def commit(uow: UnitOfWork, owner: str, part: Mapping[str, int] | None = None) -
         raise ValidationFailed(f"cannot commit {dict(amount)}: '{owner}' holds {dict(held)}", field="part")
     if not amount:
         return reservation
-    chain = load_chain(uow, key, lock=True)
-    nodes = chain.nodes()
-    changes = commit_changes(nodes, amount)
-    apply_changes(uow, chain, changes, used=nodes[0].used + amount, reserved=nodes[0].reserved - amount)
-    reservation.amounts = dict(held - amount)
-    reservation.committed = dict(vector(reservation.committed) + amount)
-    reservation.updated_at = uow.now()
+    if not amount.fits_within(vector(leaf.reserved)):
+        raise Conflict(f"{key} holds less in reserve than '{owner}' commits", node=str(key))
+    write_nodes(
+        uow,
+        [leaf],
+        [
+            {
+                "used": as_json(vector(leaf.used) + amount),
+                "reserved": as_json(vector(leaf.reserved) - amount),
+                "updated_at": uow.now(),
+            }
+        ],
+    )
+    _save_reservation(
+        uow,
+        reservation,
+        new=False,
+        amounts=as_json(held - amount),
+        committed=as_json(vector(reservation.committed) + amount),
+    )
     _audit(uow, "quota.commit", key, owner=owner, committed=dict(amount), left=dict(held - amount))
     return reservation
 
@@ -243,7 +284,7 @@ def release(uow: UnitOfWork, owner: str, *, reason: str = "released") -> Resourc
         chain = load_chain(uow, key, lock=True)
         nodes = chain.nodes()
         apply_changes(uow, chain, apply_release(nodes, held), reserved=nodes[0].reserved - held)
-    uow.session.delete(reservation)
+    _drop_reservation(uow, reservation)
     _audit(uow, "quota.release", key, owner=owner, released=dict(held), reason=reason)
     return held
 
@@ -321,8 +362,7 @@ def _apply_limits(
     if isinstance(outcome, BelowConsumption):
         raise LimitBelowConsumption(str(outcome.node), outcome.resource, outcome.consumption, outcome.limit)
     before = snapshot(chain.leaf)
-    apply_changes(uow, chain, outcome.changes, limits=outcome.limits)
-    chain.leaf.limits_source = source.value
+    apply_changes(uow, chain, outcome.changes, limits=outcome.limits, limits_source=source.value)
     over = [o.resource for o in outcome.over_limit]
     _audit(uow, "quota.set-limit", chain.key, before=before, after=snapshot(chain.leaf), force=force, over_limit=over)
     return chain.leaf

@@ -181,19 +181,22 @@ def run(ctx: WorkerContext, op_id: uuid.UUID) -> str:
 
 
 def _run_steps(ctx: WorkerContext, op_id: uuid.UUID, owner: str, keeper: _LeaseKeeper) -> str:
+    current: str | None = None
     while True:
         if keeper.lost.is_set():
             raise LeaseLost(str(op_id))
         try:
             with unit_of_work(ctx.engine, clock=ctx.clock, dispatcher=ctx.dispatcher) as uow:
                 op = _owned(uow, op_id, owner)
-                steps = STEPS.get(op.kind, [])
+                steps = STEPS.get(op.kind)
+                if not steps:
+                    raise OperatorError(f"no steps are registered for operation kind '{op.kind}'")
                 pending = [s for s in steps if s.name not in op.steps_done]
                 if not pending:
                     _finish(uow, op, OperationState.SUCCEEDED, error=None)
                     return "succeeded"
                 step = pending[0]
-                op.step = step.name
+                current = op.step = step.name
                 sc = StepContext(ctx, op_id, op.kind, dict(op.params), dict(op.memo))
                 result = step.run(sc, uow)
                 op.memo = {**op.memo, **(result or {})}
@@ -205,10 +208,10 @@ def _run_steps(ctx: WorkerContext, op_id: uuid.UUID, owner: str, keeper: _LeaseK
         except TransientError as exc:
             return _park(ctx, op_id, owner, exc)
         except PermanentFailure as exc:
-            return _fail(ctx, op_id, owner, OperationState.FAILED, exc)
+            return _fail(ctx, op_id, owner, OperationState.FAILED, exc, failing=current)
         except Exception as exc:  # OperatorError and anything unexpected: an operator must look
             log.exception("operation %s errored", op_id)
-            return _fail(ctx, op_id, owner, OperationState.ERRORED, exc)
+            return _fail(ctx, op_id, owner, OperationState.ERRORED, exc, failing=current)
 
 
 def _park(ctx: WorkerContext, op_id: uuid.UUID, owner: str, exc: Exception) -> str:
@@ -230,14 +233,25 @@ def _park(ctx: WorkerContext, op_id: uuid.UUID, owner: str, exc: Exception) -> s
         return _fail(ctx, op_id, owner, OperationState.ERRORED, final)
 
 
-def _fail(ctx: WorkerContext, op_id: uuid.UUID, owner: str, state: OperationState, exc: Exception) -> str:
+def _fail(
+    ctx: WorkerContext,
+    op_id: uuid.UUID,
+    owner: str,
+    state: OperationState,
+    exc: Exception,
+    *,
+    failing: str | None = None,
+) -> str:
     """Compensate completed steps in reverse, each in its own unit, then record the end."""
     with unit_of_work(ctx.engine, clock=ctx.clock) as uow:
         op = _owned(uow, op_id, owner)
         kind, params, memo, done = op.kind, dict(op.params), dict(op.memo), list(op.steps_done)
+        failing = failing if failing and failing not in done else None
     by_name = {s.name: s for s in STEPS.get(kind, [])}
     compensation_error: str | None = None
-    for name in reversed(done):
+    # The failing step may have done part of its work at the backend (its transaction rolled
+    # back, the backend did not): its compensation runs first and must tolerate partial state.
+    for name in [*([failing] if failing else []), *reversed(done)]:
         step = by_name.get(name)
         if step is None or step.compensate is None:
             continue

@@ -24,6 +24,7 @@ def load_task_modules() -> None:
     from controlplane.db import registry as _tables  # noqa: F401  (all mappers configured)
     from controlplane.ledger import tasks as _ledger  # noqa: F401
     from controlplane.operations import tasks as _operations  # noqa: F401
+    from controlplane.requests import provisioning as _provisioning  # noqa: F401
     from controlplane.system import tasks as _system  # noqa: F401
 
 

@@ -157,7 +157,7 @@ def test_permanent_failure_compensates_in_reverse(
     )
     op_id = new_op(engine, kind, clock)
     assert ops.run(worker(settings, engine, site, clock, 1), op_id) == "failed"
-    assert undone == ["b", "a"], "only completed steps are undone, newest first"
+    assert undone == ["c", "b", "a"], "the failing step (partial work) first, then completed steps newest first"
     row = load(engine, op_id)
     assert row.state == "failed" and "quota exceeded" in (row.last_error or "") and row.steps_done == []
     assert failed == [("failed", True)]

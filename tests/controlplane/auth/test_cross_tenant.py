@@ -25,6 +25,7 @@ from controlplane.db.uow import unit_of_work
 from controlplane.operations.models import Operation
 from controlplane.tenants.models import Tenant
 from tests.controlplane.helpers import credit_code
+from tests.controlplane.ledger.helpers import seed_city_ledger
 
 A, B = "hubei.yichang", "hubei.xiangyang"
 B_COUNTY = f"{B}.fancheng"
@@ -86,6 +87,20 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("GET", "/v1/flavors"): Call("global-read"),
     ("GET", "/v1/flavors/{flavor}"): Call("global-read"),
     ("POST", "/v1/system:selftest"): Call("global-write"),
+    ("GET", "/v1/quota-nodes"): Call("collection", filters={"subtree": "city"}),
+    ("GET", "/v1/quota-nodes/{region}/{cloud}/{tenant_path}"): Call("item"),
+    ("POST", "/v1/quota-nodes/{region}/{cloud}/{tenant_path}:dry-run"): Call(
+        "item", body=lambda ids: {"delta": {"vcpus": 1}}
+    ),
+    ("PUT", "/v1/quota-nodes/{region}/{cloud}/{tenant_path}/limits"): Call(
+        "item", body=lambda ids: {"limits": {"vcpus": 900}}
+    ),
+    ("GET", "/v1/allocations"): Call("collection", filters={"subtree": "city"}),
+    ("GET", "/v1/allocations/{allocation_id}"): Call("item"),
+    ("GET", "/v1/quota-inconsistencies"): Call("collection"),
+    ("POST", "/v1/quota-inconsistencies/{report_id}:resolve"): Call(
+        "item", body=lambda ids: {"resolution": "dismiss", "reason": "cross-tenant test"}
+    ),
 }
 
 # path parameter -> key of B's seeded ids (or a literal for global objects)
@@ -97,6 +112,9 @@ PARAMS: dict[str, str] = {
     "region": "=xiangyang",
     "cloud": "=industry",
     "flavor": "=c2.medium",
+    "tenant_path": "city",
+    "allocation_id": "allocation",
+    "report_id": "drift",
 }
 
 
@@ -136,6 +154,7 @@ def seed_city_b(
         "subject": city_b.subject,  # type: ignore[attr-defined]
         "member": "b-clerk",
     }
+    ids |= seed_city_ledger(engine, B, "industry", "xiangyang")
     return city_b, ids
 
 

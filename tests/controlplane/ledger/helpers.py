@@ -76,3 +76,13 @@ def city_and_counties(engine: Engine, city_vcpus: int | None = 100, county_vcpus
     limits = {} if county_vcpus is None else {"vcpus": county_vcpus}
     allocate(engine, COUNTY, "shared", limits)
     allocate(engine, SIBLING, "shared", limits)
+
+
+def seed_city_ledger(engine: Engine, city: str, cloud: str, region: str) -> dict[str, str]:
+    """For the cross-tenant test: `city`'s allocation in (cloud, region) and an open usage drift on it."""
+    from controlplane.ledger import usage
+
+    allocation = allocate(engine, city, "shared", {"vcpus": 1000}, cloud=cloud, region=region)
+    report = run(engine, lambda uow: usage.report_usage(uow, allocation.id, {"vcpus": 1}, "openstack"))
+    assert report is not None
+    return {"allocation": str(allocation.id), "drift": str(report.id)}

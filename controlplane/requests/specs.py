@@ -1,0 +1,147 @@
+"""Per-kind request specs: validated shapes, the resource delta each asks for, and the
+checks against the themed cloud's catalogue and the tenant's network zone."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from controlplane.errors import ValidationFailed
+from controlplane.site_config import RESOURCES, NetworkZone
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+Path_ = Annotated[str, Field(pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)*$", max_length=400)]
+
+
+class RequestKind(StrEnum):
+    VM = "vm"
+    VOLUME = "volume"
+    BUCKET = "bucket"
+    K8S_NAMESPACE = "k8s-namespace"
+    BACKUP_ENROLMENT = "backup-enrolment"
+    QUOTA_CHANGE = "quota-change"
+    TENANT_ONBOARDING = "tenant-onboarding"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VmSpec(_Spec):
+    kind: Literal["vm"] = "vm"
+    flavor: Annotated[str, Field(min_length=1, max_length=40)]
+    image: Annotated[str, Field(min_length=1, max_length=200)]
+    count: Annotated[int, Field(ge=1, le=100)] = 1
+    network_zone: NetworkZone | None = None
+    name: Name | None = None
+
+
+class VolumeSpec(_Spec):
+    kind: Literal["volume"] = "volume"
+    size_gb: Annotated[int, Field(ge=1, le=65536)]
+    storage: Annotated[str, Field(min_length=1, max_length=20)] = "ssd"
+    name: Name | None = None
+
+
+class BucketSpec(_Spec):
+    kind: Literal["bucket"] = "bucket"
+    size_gb: Annotated[int, Field(ge=1, le=1_048_576)]
+    name: Name | None = None
+
+
+class NamespaceSpec(_Spec):
+    kind: Literal["k8s-namespace"] = "k8s-namespace"
+    cpu_m: Annotated[int, Field(ge=100, le=1_000_000)]
+    memory_mb: Annotated[int, Field(ge=128, le=4_194_304)]
+    name: Name | None = None
+
+
+class BackupEnrolmentSpec(_Spec):
+    kind: Literal["backup-enrolment"] = "backup-enrolment"
+    name: Name
+    paths: Annotated[list[Annotated[str, Field(min_length=1, max_length=400)]], Field(min_length=1, max_length=50)]
+    schedule: Annotated[str, Field(min_length=9, max_length=100)] = "0 2 * * *"
+    rpo_target_s: Annotated[int, Field(ge=300, le=30 * 86400)] = 86400
+    target_region: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,19}$")]
+    size_gb: Annotated[int, Field(ge=1, le=1_048_576)]
+    daily_change_pct: Annotated[float, Field(ge=0, le=100)] = 10.0
+
+
+class QuotaChangeSpec(_Spec):
+    kind: Literal["quota-change"] = "quota-change"
+    limits: dict[str, Annotated[int, Field(ge=0, le=10**12)] | None]
+
+
+class OnboardingSpec(_Spec):
+    kind: Literal["tenant-onboarding"] = "tenant-onboarding"
+    tenant: Path_ | None = Field(default=None, description="Who joins; defaults to the requesting tenant")
+    mode: Literal["slice", "shared"] = "shared"
+    limits: dict[str, Annotated[int, Field(ge=0, le=10**12)] | None] = Field(default_factory=dict)
+    direct_access: bool = False
+
+
+Spec = Annotated[
+    VmSpec | VolumeSpec | BucketSpec | NamespaceSpec | BackupEnrolmentSpec | QuotaChangeSpec | OnboardingSpec,
+    Field(discriminator="kind"),
+]
+
+
+def delta_of(spec: Any, flavors: dict[str, dict[str, int]]) -> dict[str, int]:
+    """The resource vector a request asks the ledger for (zero for quota changes/onboarding)."""
+    if isinstance(spec, VmSpec):
+        flavor = flavors[spec.flavor]
+        return {"vcpus": flavor["vcpus"] * spec.count, "ram_mb": flavor["ram_mb"] * spec.count, "instances": spec.count}
+    if isinstance(spec, VolumeSpec):
+        return {"volume_gb": spec.size_gb, "volumes": 1}
+    if isinstance(spec, BucketSpec):
+        return {"object_gb": spec.size_gb}
+    if isinstance(spec, NamespaceSpec):
+        return {"k8s_cpu_m": spec.cpu_m, "k8s_memory_mb": spec.memory_mb}
+    if isinstance(spec, BackupEnrolmentSpec):
+        return {"backup_gb": spec.size_gb}
+    return {}
+
+
+def check_against_catalogue(  # noqa: PLR0912 - one branch per rule reads best
+    spec: Any,
+    *,
+    cloud: dict[str, Any],
+    flavors: dict[str, dict[str, int]],
+    tenant_zone: str,
+    regions: dict[str, dict[str, Any]],
+    region: str,
+) -> None:
+    """422 naming the field when the spec asks for what the themed cloud does not offer."""
+    if isinstance(spec, VmSpec):
+        if spec.flavor not in flavors:
+            raise ValidationFailed(f"unknown flavor '{spec.flavor}'", field="spec.flavor")
+        if spec.flavor not in cloud["allowed_flavors"]:
+            raise ValidationFailed(
+                f"{cloud['code']} offers flavors {cloud['allowed_flavors']}, not '{spec.flavor}'", field="spec.flavor"
+            )
+        if spec.network_zone is not None and spec.network_zone.value != tenant_zone:
+            raise ValidationFailed(
+                f"the tenant sits in network zone '{tenant_zone}', not '{spec.network_zone}'", field="spec.network_zone"
+            )
+    if isinstance(spec, VolumeSpec) and spec.storage not in cloud["allowed_storage"]:
+        raise ValidationFailed(
+            f"{cloud['code']} offers storage {cloud['allowed_storage']}, not '{spec.storage}'", field="spec.storage"
+        )
+    if isinstance(spec, BucketSpec) and "object" not in cloud["allowed_storage"]:
+        raise ValidationFailed(f"{cloud['code']} offers no object storage", field="spec.kind")
+    if isinstance(spec, BackupEnrolmentSpec):
+        target = regions.get(spec.target_region)
+        if target is None:
+            raise ValidationFailed(f"unknown region '{spec.target_region}'", field="spec.target_region")
+        if spec.target_region == region:
+            raise ValidationFailed(
+                "remote backup must go to another region than the source", field="spec.target_region"
+            )
+        if not target.get("dr_site"):
+            raise ValidationFailed(f"'{spec.target_region}' is not a DR site", field="spec.target_region")
+    if isinstance(spec, QuotaChangeSpec | OnboardingSpec):
+        for resource in spec.limits:
+            if resource not in RESOURCES:
+                raise ValidationFailed(f"unknown resource '{resource}'", field=f"spec.limits.{resource}")
