@@ -14,6 +14,7 @@ import os
 import signal
 import sqlite3
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +72,13 @@ class SimulatedCloud:
     """Find-or-create by tag over a private SQLite file. Thread- and process-safe (SQLite locks)."""
 
     def __init__(
-        self, path: Path, *, fault: str | None = None, quota_instances: int | None = None, busy_every: int | None = None
+        self,
+        path: Path,
+        *,
+        fault: str | None = None,
+        quota_instances: int | None = None,
+        busy_every: int | None = None,
+        boot_s: float = 0.0,
     ) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +87,7 @@ class SimulatedCloud:
         self._calls = 0
         self._busy_every = busy_every
         self._quota_instances = quota_instances
+        self._boot_s = boot_s
         self._lock = threading.Lock()
         with self._connect() as conn:
             conn.executescript(SCHEMA)
@@ -121,7 +129,9 @@ class SimulatedCloud:
             self._creates += 1
             if self._fault_after is not None and self._creates >= self._fault_after:
                 os.kill(os.getpid(), signal.SIGKILL)  # the fault hook: die before the step commits
-            return ResourceRef(server_id, spec.tag, "server", "ACTIVE")
+        if self._boot_s:
+            time.sleep(self._boot_s)  # waiting for the server to build, as with a real cloud
+        return ResourceRef(server_id, spec.tag, "server", "ACTIVE")
 
     def delete_by_tag(self, tag: str) -> bool:
         with self._lock:

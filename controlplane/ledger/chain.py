@@ -80,25 +80,34 @@ class Chain:
         return [to_ledger(row, key) for row, key in zip(self.rows, self.keys, strict=True)]
 
 
-def _chain_statement(key: NodeKey, *, lock: bool) -> Any:
+def _chain_statement(*, region_only: bool, lock: bool) -> Any:
+    """Built once (building a statement costs more than running it): parameters
+    ``region``, and unless ``region_only`` also ``cloud`` and ``prefixes`` (the tenant path's)."""
     stmt = select(QuotaNode, Tenant.path, Allocation.status).outerjoin(
         Tenant, col(Tenant.id) == col(QuotaNode.tenant_id)
     )
     stmt = stmt.outerjoin(Allocation, col(Allocation.id) == col(QuotaNode.allocation_id))
     region_node = col(QuotaNode.tenant_id).is_(None)
-    if key.is_region:
-        stmt = stmt.where(col(QuotaNode.region) == key.region, region_node)
+    in_region = col(QuotaNode.region) == bindparam("region")
+    if region_only:
+        stmt = stmt.where(in_region, region_node)
     else:
-        assert key.tenant is not None
-        stmt = stmt.where(
-            col(QuotaNode.region) == key.region,
-            or_(region_node, and_(col(QuotaNode.cloud) == key.cloud, col(Tenant.path).in_(prefixes(key.tenant)))),
+        in_chain = and_(
+            col(QuotaNode.cloud) == bindparam("cloud"), col(Tenant.path).in_(bindparam("prefixes", expanding=True))
         )
+        stmt = stmt.where(in_region, or_(region_node, in_chain))
     stmt = stmt.order_by(col(QuotaNode.depth))
     if lock:
         stmt = stmt.with_for_update(of=QuotaNode)
     # Re-read rows the session may hold already: what was read before the lock may be stale.
     return stmt.execution_options(populate_existing=True)
+
+
+_CHAIN_STATEMENTS = {
+    (region_only, lock): _chain_statement(region_only=region_only, lock=lock)
+    for region_only in (False, True)
+    for lock in (False, True)
+}
 
 
 def load_chain(uow: UnitOfWork, key: NodeKey, *, lock: bool) -> Chain:
@@ -107,7 +116,11 @@ def load_chain(uow: UnitOfWork, key: NodeKey, *, lock: bool) -> Chain:
     A missing leaf is ``allocation-missing`` naming it; a missing ancestor (which only a
     broken invariant could cause) names the ancestor.
     """
-    found = list(uow.session.execute(_chain_statement(key, lock=lock)))
+    params: dict[str, Any] = {"region": key.region}
+    if not key.is_region:
+        assert key.tenant is not None
+        params |= {"cloud": key.cloud, "prefixes": prefixes(key.tenant)}
+    found = list(uow.session.execute(_CHAIN_STATEMENTS[(key.is_region, lock)], params))
     expected = [NodeKey.for_region(key.region)]
     if not key.is_region:
         assert key.tenant is not None

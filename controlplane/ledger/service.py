@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
@@ -108,12 +108,28 @@ def _advance(
     ]
 
 
+_LOCK_RESERVATION = (
+    select(Reservation)
+    .where(col(Reservation.owner) == bindparam("owner"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 def _lock_reservation(uow: UnitOfWork, owner: str) -> Reservation | None:
-    stmt = select(Reservation).where(col(Reservation.owner) == owner).with_for_update()
-    return uow.session.scalars(stmt.execution_options(populate_existing=True)).first()
+    return uow.session.scalars(_LOCK_RESERVATION, {"owner": owner}).first()
 
 
 _TABLE = Reservation.__table__  # type: ignore[attr-defined]
+_INSERT = insert(_TABLE)
+_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _update_statement(names: tuple[str, ...]) -> Any:
+    if names not in _UPDATES:
+        values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
+        _UPDATES[names] = update(_TABLE).where(_TABLE.c.id == bindparam("v_id")).values(values)
+    return _UPDATES[names]
 
 
 def _save_reservation(uow: UnitOfWork, reservation: Reservation, *, new: bool, **values: Any) -> Reservation:
@@ -122,12 +138,13 @@ def _save_reservation(uow: UnitOfWork, reservation: Reservation, *, new: bool, *
     if new:
         for name, value in values.items():
             setattr(reservation, name, value)
-        columns = {c.name: getattr(reservation, c.name) for c in _TABLE.columns}
-        uow.session.execute(insert(_TABLE).values(columns))
+        uow.session.execute(_INSERT, {c.name: getattr(reservation, c.name) for c in _TABLE.columns})
         return reservation
     for name, value in values.items():
         set_committed_value(reservation, name, value)
-    uow.session.execute(update(_TABLE).where(_TABLE.c.id == reservation.id).values(values))
+    names = tuple(sorted(values))
+    params = {f"v_{name}": values[name] for name in names} | {"v_id": reservation.id}
+    uow.session.execute(_update_statement(names), params)
     return reservation
 
 
@@ -136,15 +153,18 @@ def _drop_reservation(uow: UnitOfWork, reservation: Reservation) -> None:
     uow.session.expunge(reservation)
 
 
+_LOCK_LEAF = (
+    select(QuotaNode, Tenant.path)
+    .outerjoin(Tenant, col(Tenant.id) == col(QuotaNode.tenant_id))
+    .where(col(QuotaNode.id) == bindparam("node_id"))
+    .with_for_update(of=QuotaNode)
+    .execution_options(populate_existing=True)
+)
+
+
 def _locked_leaf(uow: UnitOfWork, node_id: object) -> tuple[QuotaNode, NodeKey]:
     """Only the leaf row, for changes that leave every consumption alone (commit)."""
-    row, path = uow.session.execute(
-        select(QuotaNode, Tenant.path)
-        .outerjoin(Tenant, col(Tenant.id) == col(QuotaNode.tenant_id))
-        .where(col(QuotaNode.id) == node_id)
-        .with_for_update(of=QuotaNode)
-        .execution_options(populate_existing=True)
-    ).one()
+    row, path = uow.session.execute(_LOCK_LEAF, {"node_id": node_id}).one()
     return row, node_key(row, path)
 
 

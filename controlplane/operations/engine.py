@@ -33,8 +33,7 @@ from controlplane.worker.runtime import WorkerContext
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=60)
-RENEW_EVERY_S = 20.0
+LEASE = timedelta(seconds=60)  # default; settings.operation_lease_s overrides it
 MAX_TRANSIENT_ATTEMPTS = 8
 LOG_KEEP = 50
 
@@ -99,7 +98,7 @@ def backoff(attempt: int) -> timedelta:
     return timedelta(seconds=min(300, 2 ** min(attempt, 8)))
 
 
-def claim(uow: UnitOfWork, op_id: uuid.UUID, owner: str) -> bool:
+def claim(uow: UnitOfWork, op_id: uuid.UUID, owner: str, lease: timedelta = LEASE) -> bool:
     now = uow.now()
     result = uow.session.execute(
         update(Operation)
@@ -122,12 +121,12 @@ def claim(uow: UnitOfWork, op_id: uuid.UUID, owner: str) -> bool:
     return result.rowcount == 1
 
 
-def renew(uow: UnitOfWork, op_id: uuid.UUID, owner: str) -> bool:
+def renew(uow: UnitOfWork, op_id: uuid.UUID, owner: str, lease: timedelta = LEASE) -> bool:
     now = uow.now()
     result = uow.session.execute(
         update(Operation)
         .where(Operation.id == op_id, Operation.owner == owner, Operation.state == OperationState.RUNNING.value)
-        .values(lease_expires_at=now + LEASE)
+        .values(lease_expires_at=now + lease)
         .execution_options(synchronize_session=False)
     )
     assert isinstance(result, CursorResult)
@@ -142,15 +141,20 @@ class _LeaseKeeper(threading.Thread):
         self.lost = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.wait(RENEW_EVERY_S):
+        lease = lease_of(self.ctx)
+        while not self.stop.wait(lease.total_seconds() / 3):
             try:
                 if not run_in_unit(
-                    self.ctx.engine, lambda uow: renew(uow, self.op_id, self.owner), clock=self.ctx.clock
+                    self.ctx.engine, lambda uow: renew(uow, self.op_id, self.owner, lease), clock=self.ctx.clock
                 ):
                     self.lost.set()
                     return
             except Exception:  # a blip: try again next tick, the lease has slack
                 log.warning("lease renewal for %s failed; retrying", self.op_id, exc_info=True)
+
+
+def lease_of(ctx: WorkerContext) -> timedelta:
+    return timedelta(seconds=getattr(ctx.settings, "operation_lease_s", LEASE.total_seconds()))
 
 
 def _owned(uow: UnitOfWork, op_id: uuid.UUID, owner: str) -> Operation:
@@ -167,7 +171,7 @@ def _append_log(op: Operation, now: Any, message: str) -> None:
 def run(ctx: WorkerContext, op_id: uuid.UUID) -> str:
     """Claim and run an operation to its end (or until a transient error parks it)."""
     owner = f"{ctx.hostname}:{ctx.pid}:{uuid.uuid4().hex[:8]}"
-    if not run_in_unit(ctx.engine, lambda uow: claim(uow, op_id, owner), clock=ctx.clock):
+    if not run_in_unit(ctx.engine, lambda uow: claim(uow, op_id, owner, lease_of(ctx)), clock=ctx.clock):
         return "not-claimed"
     keeper = _LeaseKeeper(ctx, op_id, owner)
     keeper.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from controlplane.db.uow import UnitOfWork, unit_of_work
@@ -23,7 +24,7 @@ def run_operation(ctx: WorkerContext, operation_id: str) -> str:
 @task(REAP_TASK)
 def reap(ctx: WorkerContext) -> list[str]:
     with unit_of_work(ctx.engine, clock=ctx.clock, dispatcher=ctx.dispatcher) as uow:
-        return engine.reap(uow)
+        return engine.reap(uow, stale_after=timedelta(seconds=ctx.settings.operation_resend_after_s))
 
 
 periodic("operations-reaper", REAP_TASK, lambda s: s.reaper_interval_s)

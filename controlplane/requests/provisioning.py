@@ -50,7 +50,11 @@ from quotas import NodeKey
 def simulated(ctx: WorkerContext) -> SimulatedCloud:
     cloud = ctx.extras.get("simulated")
     if cloud is None:
-        cloud = SimulatedCloud(ctx.settings.data_dir / "simulated-cloud.sqlite3", fault=os.environ.get("CHUTIAN_FAULT"))
+        cloud = SimulatedCloud(
+            ctx.settings.data_dir / "simulated-cloud.sqlite3",
+            fault=os.environ.get("CHUTIAN_FAULT"),
+            boot_s=ctx.settings.simulated_boot_s,
+        )
         ctx.extras["simulated"] = cloud
     return cloud
 

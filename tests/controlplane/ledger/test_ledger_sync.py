@@ -50,19 +50,19 @@ def test_the_reaper_releases_only_terminal_missing_or_expired_owners(engine: Eng
     finished = operation(engine, OperationState.SUCCEEDED)
     errored = operation(engine, OperationState.ERRORED)
     vanished = operation_owner("00000000-0000-4000-8000-000000000000")
-    for owner in (running, finished, errored, vanished, "request:not-yet-known"):
+    for owner in (running, finished, errored, vanished, "test-unregistered:not-yet-known"):
         run(engine, lambda uow, o=owner: service.reserve(uow, o, key(COUNTY), {"vcpus": 1}))
     renewable = operation(engine, OperationState.RUNNING)
     run(engine, lambda uow: service.reserve(uow, renewable, key(COUNTY), {"vcpus": 2}, expires_at=T0))
 
     counts = reap(engine, clock=lambda: T0 - timedelta(seconds=1))
     assert counts | {} == {"checked": 6, "expired": 0, "terminal": 2, "missing": 1, "failed": 0}
-    assert owners(engine) == sorted([running, renewable, "request:not-yet-known"])
+    assert owners(engine) == sorted([running, renewable, "test-unregistered:not-yet-known"])
     assert node(engine, CITY)["consumption"] == {"vcpus": 4}
 
     counts = reap(engine, clock=lambda: T0)  # expires_at reached: released although its owner runs
     assert counts["expired"] == 1
-    assert owners(engine) == sorted([running, "request:not-yet-known"])
+    assert owners(engine) == sorted([running, "test-unregistered:not-yet-known"])
     assert_consistent(engine)
 
 
