@@ -25,6 +25,7 @@ from controlplane.db.uow import unit_of_work
 from controlplane.operations.models import Operation
 from controlplane.tenants.models import Tenant
 from tests.controlplane.helpers import credit_code
+from tests.controlplane.ledger.helpers import allocate
 from tests.controlplane.ledger.helpers import seed_city_ledger
 
 A, B = "hubei.yichang", "hubei.xiangyang"
@@ -77,7 +78,41 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("GET", "/v1/role-bindings"): Call("collection", filters={"tenant": "city", "subject": "member"}),
     ("GET", "/v1/role-bindings/{binding_id}"): Call("item"),
     ("DELETE", "/v1/role-bindings/{binding_id}"): Call("item", b_status=204),
-    ("POST", "/v1/tenants/{path}:retire"): Call("item", body=lambda ids: {"reason": "cross-tenant test"}),
+    ("POST", "/v1/systems"): Call(
+        "item",
+        b_status=201,
+        body=lambda ids: {
+            "tenant": ids["county"],
+            "cloud": "education",
+            "name": f"s{uuid.uuid4().hex[:6]}",
+            "mlps_level": 2,
+        },
+    ),
+    ("GET", "/v1/systems"): Call("collection", filters={"tenant": "city"}),
+    ("GET", "/v1/systems/{system_id}"): Call("item"),
+    ("POST", "/v1/requests"): Call(
+        "item",
+        b_status=201,
+        body=lambda ids: {
+            "tenant": ids["county"],
+            "cloud": "education",
+            "region": "xiangyang",
+            "system": ids["system"],
+            "spec": {"kind": "volume", "size_gb": 5},
+        },
+    ),
+    ("GET", "/v1/requests"): Call("collection", filters={"tenant": "city"}),
+    ("GET", "/v1/requests/{request_id}"): Call("item"),
+    ("PATCH", "/v1/requests/{request_id}"): Call("item", body=lambda ids: {"title": "edited"}),
+    ("POST", "/v1/requests/{request_id}:submit"): Call("item"),
+    # B's tenant-admin decides step 1; step 2 belongs to the education cloud's lead department
+    ("POST", "/v1/requests/{request_id}:approve"): Call("item"),
+    ("POST", "/v1/requests/{request_id}:return"): Call("item", b_status=403, body=lambda ids: {"reason": "revise"}),
+    ("POST", "/v1/requests/{request_id}:reject"): Call("item", b_status=403, body=lambda ids: {"reason": "x"}),
+    ("POST", "/v1/requests/{request_id}:retry"): Call("item", b_status=409),
+    ("POST", "/v1/requests/{request_id}:cancel"): Call("item"),
+    # authorised for B, refused by the domain: the county still has a live allocation
+    ("POST", "/v1/tenants/{path}:retire"): Call("item", b_status=409, body=lambda ids: {"reason": "cross-tenant test"}),
     ("GET", "/v1/regions"): Call("global-read"),
     ("GET", "/v1/regions/{region}"): Call("global-read"),
     ("PATCH", "/v1/regions/{region}"): Call("global-write", body=lambda ids: {"name_en": "x"}),
@@ -115,6 +150,8 @@ PARAMS: dict[str, str] = {
     "tenant_path": "city",
     "allocation_id": "allocation",
     "report_id": "drift",
+    "system_id": "system",
+    "request_id": "request",
 }
 
 
@@ -135,6 +172,8 @@ def seed_city_b(
     )
     assert created.status_code == 201, created.text
     city_b = api_as(CITY_ROLES[0], B, *((r, B) for r in CITY_ROLES[1:]))
+    allocate(engine, B, "shared", {}, cloud="education", region="xiangyang")
+    allocate(engine, B_COUNTY, "shared", {}, cloud="education", region="xiangyang")
     spare = city_b.post("/v1/tokens", json={"name": "spare"}).json()
     member = city_b.post("/v1/role-bindings", json={"subject": "b-clerk", "role": "tenant-member", "tenant": B_COUNTY})
     assert member.status_code == 201, member.text
@@ -155,6 +194,23 @@ def seed_city_b(
         "member": "b-clerk",
     }
     ids |= seed_city_ledger(engine, B, "industry", "xiangyang")
+    system = city_b.post(
+        "/v1/systems", json={"tenant": B_COUNTY, "cloud": "education", "name": "b-system", "mlps_level": 2}
+    )
+    assert system.status_code == 201, system.text
+    request = city_b.post(
+        "/v1/requests",
+        json={
+            "tenant": B_COUNTY,
+            "cloud": "education",
+            "region": "xiangyang",
+            "system": system.json()["id"],
+            "spec": {"kind": "volume", "size_gb": 5},
+            "declaration": {"items": [{"name": "d", "sharing": "unconditional", "catalogue_ref": "HB-1"}]},
+        },
+    )
+    assert request.status_code == 201, request.text
+    ids |= {"system": system.json()["id"], "request": request.json()["id"]}
     return city_b, ids
 
 
@@ -179,6 +235,9 @@ def snapshot_b(engine: Engine, subject: str) -> str:
             ).all(),
             "tokens": conn.execute(
                 text("SELECT * FROM api_tokens WHERE subject = :s ORDER BY id"), {"s": subject}
+            ).all(),
+            "requests": conn.execute(
+                text(f"SELECT * FROM requests WHERE tenant_id IN ({in_b}) ORDER BY id"), args
             ).all(),
             "operations": conn.execute(
                 text(f"SELECT * FROM operations WHERE tenant_id IN ({in_b}) ORDER BY id"), args
@@ -222,7 +281,16 @@ def test_city_a_cannot_reach_city_b(
 ) -> None:
     city_b, ids = seed_city_b(engine, api_as, client)
     city_a = api_as(CITY_ROLES[0], A, *((r, A) for r in CITY_ROLES[1:]))
-    b_markers = [ids["city"], ids["operation"], ids["spare_token"], ids["binding"], ids["subject"], "b-clerk"]
+    b_markers = [
+        ids["city"],
+        ids["operation"],
+        ids["spare_token"],
+        ids["binding"],
+        ids["subject"],
+        "b-clerk",
+        ids["system"],
+        ids["request"],
+    ]
     before = snapshot_b(engine, ids["subject"])
     for (method, path), call in ROUTES.items():
         url = url_for(path, ids)

@@ -334,12 +334,12 @@ def test_the_ledger_check_finds_tampered_and_oversubscribed_nodes(engine: Engine
     reserve(engine, "request:a", COUNTY, vcpus=5)
     city_row = "depth = 2 AND cloud = 'egov' AND region = 'wuhan'"
     with engine.begin() as conn:
-        conn.execute(text(f"UPDATE quota_nodes SET consumption = :c WHERE {city_row}"), {"c": '{"vcpus": 50}'})  # noqa: S608
+        conn.execute(text(f"UPDATE quota_nodes SET consumption = :c WHERE {city_row}"), {"c": '{"vcpus": 50}'})
     with unit_of_work(engine, readonly=True) as uow:
         problems = {(p.node, p.kind): p for p in check_ledger(uow.session).problems}
     assert problems[("hubei.wuhan/egov/wuhan", "consumption")].expected == {"vcpus": 5}
     with engine.begin() as conn:  # used that bypassed admission: 105 > 100 at the city
-        conn.execute(text(f"UPDATE quota_nodes SET used = :u WHERE {city_row}"), {"u": '{"vcpus": 100}'})  # noqa: S608
+        conn.execute(text(f"UPDATE quota_nodes SET used = :u WHERE {city_row}"), {"u": '{"vcpus": 100}'})
     with unit_of_work(engine, readonly=True) as uow:
         problems = {(p.node, p.kind): p for p in check_ledger(uow.session).problems}
     assert problems[("hubei.wuhan/egov/wuhan", "oversubscribed")].stored == {"vcpus": 105}
