@@ -234,3 +234,17 @@ def test_specs_are_checked_against_the_catalogue(world: World, spec: dict, field
     }
     problem = assert_problem(world.requester.post("/v1/requests", json=body), 422)
     assert problem["field"] == field
+
+
+def test_metrics_come_from_rows(world: World, app) -> None:  # type: ignore[no-untyped-def]
+    from prometheus_client import generate_latest
+
+    req = world.create()
+    world.verb(world.requester, req["id"], "submit")
+    final = world.approve_all(req["id"])
+    world.run_operation(final["operation"])
+    text = generate_latest(app.state.ctx.registry).decode()
+    assert 'chutian_requests{kind="vm",state="succeeded"} 1.0' in text
+    assert 'chutian_request_transitions_total{from_state="approved",kind="vm",to_state="provisioning"} 1.0' in text
+    assert 'chutian_operations{kind="request.vm",state="succeeded"} 1.0' in text
+    assert 'chutian_operation_duration_seconds_count{kind="request.vm",result="succeeded"} 1.0' in text
