@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -14,6 +14,8 @@ from controlplane.catalogue.schemas import CloudPatch, RegionPatch, merged
 from controlplane.db.uow import UnitOfWork
 from controlplane.errors import NotFound, ValidationFailed
 from controlplane.site_config import RESOURCES, Region, Site, ThemedCloud
+
+T = TypeVar("T")
 
 
 def sync_from_site(uow: UnitOfWork, site: Site) -> dict[str, int]:
@@ -58,11 +60,26 @@ def sync_from_site(uow: UnitOfWork, site: Site) -> dict[str, int]:
     return counts
 
 
+def _cached(uow: UnitOfWork, key: str, load: Callable[[], T]) -> T:
+    """Catalogue rows are read several times per request; read them once per unit of work."""
+    if key not in uow.cache:
+        uow.cache[key] = load()
+    value: T = uow.cache[key]
+    return value
+
+
 def regions(uow: UnitOfWork) -> Sequence[RegionRow]:
-    return list(uow.session.scalars(select(RegionRow).order_by(RegionRow.code)))
+    return _cached(
+        uow, "catalogue.regions", lambda: list(uow.session.scalars(select(RegionRow).order_by(RegionRow.code)))
+    )
 
 
 def region(uow: UnitOfWork, code: str, *, for_update: bool = False) -> RegionRow:
+    if not for_update:
+        found = next((r for r in regions(uow) if r.code == code), None)
+        if found is None:
+            raise NotFound(f"region '{code}' not found", region=code)
+        return found
     stmt = select(RegionRow).where(RegionRow.code == code)
     row = uow.session.scalars(stmt.with_for_update() if for_update else stmt).first()
     if row is None:
@@ -75,6 +92,15 @@ def clouds(uow: UnitOfWork) -> Sequence[CloudRow]:
 
 
 def cloud(uow: UnitOfWork, code: str, *, for_update: bool = False) -> CloudRow:
+    if not for_update:
+        found = _cached(
+            uow,
+            f"catalogue.cloud.{code}",
+            lambda: uow.session.scalars(select(CloudRow).where(CloudRow.code == code)).first(),
+        )
+        if found is None:
+            raise NotFound(f"themed cloud '{code}' not found", cloud=code)
+        return found
     stmt = select(CloudRow).where(CloudRow.code == code)
     row = uow.session.scalars(stmt.with_for_update() if for_update else stmt).first()
     if row is None:
@@ -83,7 +109,13 @@ def cloud(uow: UnitOfWork, code: str, *, for_update: bool = False) -> CloudRow:
 
 
 def flavors(uow: UnitOfWork) -> Sequence[FlavorRow]:
-    return list(uow.session.scalars(select(FlavorRow).order_by(FlavorRow.vcpus, FlavorRow.ram_mb, FlavorRow.name)))
+    return _cached(
+        uow,
+        "catalogue.flavors",
+        lambda: list(
+            uow.session.scalars(select(FlavorRow).order_by(FlavorRow.vcpus, FlavorRow.ram_mb, FlavorRow.name))
+        ),
+    )
 
 
 def flavor(uow: UnitOfWork, name: str) -> FlavorRow:

@@ -84,6 +84,7 @@ class UnitOfWork:
         self._now: datetime | None = None
         self.readonly = readonly
         self.jobs: list[Job] = []
+        self.cache: dict[Any, Any] = {}  # per-unit memo for read-mostly rows (catalogue)
         self.audit_events: list[Any] = []
         self._before_commit = list(before_commit or [])
         self.principal = principal
