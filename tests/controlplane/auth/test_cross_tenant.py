@@ -25,8 +25,7 @@ from controlplane.db.uow import unit_of_work
 from controlplane.operations.models import Operation
 from controlplane.tenants.models import Tenant
 from tests.controlplane.helpers import credit_code
-from tests.controlplane.ledger.helpers import allocate
-from tests.controlplane.ledger.helpers import seed_city_ledger
+from tests.controlplane.ledger.helpers import allocate, seed_city_ledger
 
 A, B = "hubei.yichang", "hubei.xiangyang"
 B_COUNTY = f"{B}.fancheng"
