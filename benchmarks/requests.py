@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -154,7 +154,7 @@ def main() -> int:
         from controlplane.tenants.models import Tenant
 
         with unit_of_work(engine, principal=system_principal("bench"), before_commit=[append_hook]) as uow:
-            tenant_id = uow.session.query(Tenant.id).filter(Tenant.path == COUNTY).scalar()
+            tenant_id = uow.session.scalar(select(Tenant.id).where(Tenant.path == COUNTY))
             uow.session.add(
                 RoleBinding(
                     subject="bench-api",

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
 from controlplane.db.uow import unit_of_work
@@ -177,7 +177,7 @@ def seed_city_b(
     member = city_b.post("/v1/role-bindings", json={"subject": "b-clerk", "role": "tenant-member", "tenant": B_COUNTY})
     assert member.status_code == 201, member.text
     with unit_of_work(engine) as uow:
-        county_id = uow.session.query(Tenant.id).filter(Tenant.path == B_COUNTY).scalar()
+        county_id = uow.session.scalar(select(Tenant.id).where(Tenant.path == B_COUNTY))
         op = Operation(kind="selftest", tenant_id=county_id, created_at=uow.now(), updated_at=uow.now())
         uow.session.add(op)
         uow.session.flush()
