@@ -8,7 +8,6 @@ Kubernetes and restic backends register their own steps for their kinds).
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
 
@@ -22,53 +21,23 @@ from controlplane.operations.engine import (
     HOOKS,
     KindHooks,
     OperatorError,
-    PermanentFailure,
     Step,
     StepContext,
-    TransientError,
     register_step,
 )
 from controlplane.operations.models import Operation, OperationState
+from controlplane.requests import backends
 from controlplane.requests import owners as _owners  # noqa: F401  (request-owned reservations)
 from controlplane.requests.models import Request
 from controlplane.requests.service import as_system, move, owner_of
 from controlplane.requests.specs import RequestKind
 from controlplane.requests.states import RequestState
 from controlplane.tenants.models import Tenant
-from controlplane.worker.runtime import WorkerContext
-from provisioners.errors import (
-    BackendAuthError,
-    BackendQuotaExceeded,
-    CapacityExhausted,
-    ProvisionerError,
-    TransientBackendError,
-)
-from provisioners.simulated import ServerSpec, SimulatedCloud
+from provisioners.simulated import ServerSpec
 from quotas import NodeKey
 
-
-def simulated(ctx: WorkerContext) -> SimulatedCloud:
-    cloud = ctx.extras.get("simulated")
-    if cloud is None:
-        cloud = SimulatedCloud(
-            ctx.settings.data_dir / "simulated-cloud.sqlite3",
-            fault=os.environ.get("CHUTIAN_FAULT"),
-            boot_s=ctx.settings.simulated_boot_s,
-        )
-        ctx.extras["simulated"] = cloud
-    return cloud
-
-
-def backend_call(fn: Any, *args: Any) -> Any:
-    """Provisioner errors → the engine's classes: retry, failed (tenant) or errored (operator)."""
-    try:
-        return fn(*args)
-    except TransientBackendError as exc:
-        raise TransientError(str(exc)) from exc
-    except BackendQuotaExceeded as exc:
-        raise PermanentFailure(str(exc)) from exc
-    except (BackendAuthError, CapacityExhausted, ProvisionerError) as exc:
-        raise OperatorError(str(exc)) from exc
+backend_call = backends.call
+simulated = backends.simulated
 
 
 def _request(uow: UnitOfWork, sc: StepContext) -> tuple[Request, str]:
@@ -82,23 +51,44 @@ def _tag(req: Request, index: int) -> str:
     return f"req-{req.id}-{index}"
 
 
+def _project(sc: StepContext, req: Request, path: str) -> Any:
+    """(provisioner, project) of the allocation's OpenStack project, or None in simulated regions."""
+    provisioner = backends.openstack(sc.worker, req.region)
+    if provisioner is None:
+        return None
+    from provisioners.openstack import domain_name, project_name
+
+    project = backend_call(provisioner.find_project, domain_name(path), project_name(path, req.cloud))
+    if project is None:
+        raise OperatorError(f"{path} has no OpenStack project for {req.cloud} in {req.region}: onboard it first")
+    return provisioner, project
+
+
 def _servers(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
     req, path = _request(uow, sc)
     spec, count = req.spec, int(req.spec.get("count", 1))
     share = {k: v // count for k, v in req.delta.items()}
     ids = []
+    target = _project(sc, req, path)
     for i in range(count):
-        ref = backend_call(
-            simulated(sc.worker).ensure_server,
-            ServerSpec(
+        if target is not None:
+            from provisioners.base import ServerSpec as OpenStackServer
+
+            provisioner, project = target
+            server = OpenStackServer(
+                tag=_tag(req, i), flavor=spec["flavor"], image=spec["image"], name=spec.get("name")
+            )
+            ref = backend_call(provisioner.ensure_server, project, server)
+        else:
+            simulated_spec = ServerSpec(
                 tag=_tag(req, i),
                 project=f"{path}/{req.cloud}",
                 flavor=spec["flavor"],
                 image=spec["image"],
                 vcpus=share.get("vcpus", 1),
                 ram_mb=share.get("ram_mb", 1024),
-            ),
-        )
+            )
+            ref = backend_call(simulated(sc.worker).ensure_server, simulated_spec)
         ids.append(ref.id)
         with as_system(uow):
             ledger.commit(uow, owner_of(req.id), share)  # this server's share, in the step's transaction
@@ -107,8 +97,12 @@ def _servers(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
 
 def _undo_servers(sc: StepContext, uow: UnitOfWork) -> None:
     req, path = _request(uow, sc)
+    target = _project(sc, req, path)
     for i in range(int(req.spec.get("count", 1))):
-        backend_call(simulated(sc.worker).delete_by_tag, _tag(req, i))
+        if target is not None:
+            backend_call(target[0].delete_server, target[1], _tag(req, i))
+        else:
+            backend_call(simulated(sc.worker).delete_by_tag, _tag(req, i))
     committed = sc.memo.get("committed") or {}
     if committed:
         with as_system(uow):
@@ -116,28 +110,40 @@ def _undo_servers(sc: StepContext, uow: UnitOfWork) -> None:
 
 
 def _resource(kind: str) -> Step:
-    """Volumes, buckets, namespaces and backup enrolments on the simulated backend."""
+    """Volumes on OpenStack in OpenStack regions; buckets, namespaces and backup enrolments (and
+    volumes elsewhere) on the simulated backend until their adapters are wired."""
 
     def run(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
         req, path = _request(uow, sc)
-        ref = backend_call(
-            simulated(sc.worker).ensure_server,
-            ServerSpec(tag=_tag(req, 0), project=f"{path}/{req.cloud}", flavor=kind, image="-", vcpus=0, ram_mb=0),
-        )
+        target = _project(sc, req, path) if kind == "volume" else None
+        if target is not None:
+            from provisioners.base import VolumeSpec as OpenStackVolume
+
+            volume = OpenStackVolume(tag=_tag(req, 0), size_gb=int(req.spec["size_gb"]), name=req.spec.get("name"))
+            ref = backend_call(target[0].ensure_volume, target[1], volume)
+        else:
+            simulated_spec = ServerSpec(
+                tag=_tag(req, 0), project=f"{path}/{req.cloud}", flavor=kind, image="-", vcpus=0, ram_mb=0
+            )
+            ref = backend_call(simulated(sc.worker).ensure_server, simulated_spec)
         with as_system(uow):
             ledger.commit(uow, owner_of(req.id))
         return {"resource": ref.id, "committed": req.delta}
 
     def undo(sc: StepContext, uow: UnitOfWork) -> None:
         req, path = _request(uow, sc)
-        backend_call(simulated(sc.worker).delete_by_tag, _tag(req, 0))
+        target = _project(sc, req, path) if kind == "volume" else None
+        if target is not None:
+            backend_call(target[0].delete_volume, target[1], _tag(req, 0))
+        else:
+            backend_call(simulated(sc.worker).delete_by_tag, _tag(req, 0))
         committed = sc.memo.get("committed") or {}
         if committed:
             region = req.spec["target_region"] if req.kind == RequestKind.BACKUP_ENROLMENT.value else req.region
             with as_system(uow):
                 ledger.release_used(uow, NodeKey(path, req.cloud, region), committed, reason="compensated")
 
-    return Step(f"simulated.{kind}", run, undo)
+    return Step(f"{kind}.create", run, undo)
 
 
 def _quota_change(sc: StepContext, uow: UnitOfWork) -> None:
@@ -163,11 +169,64 @@ def _onboarding(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
     return {"allocation": str(allocation.id)}
 
 
-register_step("request.vm", Step("simulated.servers", _servers, _undo_servers))
+register_step("request.vm", Step("servers.create", _servers, _undo_servers))
 for _kind in ("volume", "bucket", "k8s-namespace", "backup-enrolment"):
     register_step(f"request.{_kind}", _resource(_kind))
 register_step("request.quota-change", Step("ledger.set-limits", _quota_change))
+
+
+def _openstack_onboarding(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
+    """Keystone domain/project/group/roles, quotas (direct-access slices only) and the default
+    network on the zone's external network; flavors ensured first. Skipped in simulated regions."""
+    req, path = _request(uow, sc)
+    provisioner = backends.openstack(sc.worker, req.region)
+    if provisioner is None:
+        return {}
+    from provisioners.base import FlavorSpec
+    from provisioners.openstack import TenantOnboarding, quotas_from_limits
+
+    target = req.spec.get("tenant") or path
+    tenant = uow.session.scalars(select(Tenant).where(Tenant.path == target)).one()
+    region = next(r for r in sc.worker.site.regions if r.code == req.region)
+    external = region.external_networks.get(tenant.network_zone)
+    if external is None:
+        raise OperatorError(f"region {req.region} maps no external network for zone {tenant.network_zone}")
+    backend_call(
+        provisioner.ensure_flavors, [FlavorSpec(f.name, f.vcpus, f.ram_mb, f.disk_gb) for f in sc.worker.site.flavors]
+    )
+    direct = bool(req.spec.get("direct_access"))
+    limits = req.spec.get("limits") or {}
+    done = backend_call(
+        provisioner.onboard,
+        TenantOnboarding(
+            tenant_path=target,
+            cloud=req.cloud,
+            mlps_ceiling=tenant.mlps_ceiling,
+            zone=tenant.network_zone,
+            external_network=external,
+            groups=(f"{target}--users",),
+            direct_access=direct,
+            quotas=quotas_from_limits(limits) if direct else quotas_from_limits({}),
+        ),
+    )
+    return {"openstack_project": done.project.id, "openstack_domain": done.domain.id}
+
+
+def _undo_openstack_onboarding(sc: StepContext, uow: UnitOfWork) -> None:
+    req, path = _request(uow, sc)
+    provisioner = backends.openstack(sc.worker, req.region)
+    if provisioner is None:
+        return
+    from provisioners.openstack import domain_name, project_name
+
+    target = req.spec.get("tenant") or path
+    project = backend_call(provisioner.find_project, domain_name(target), project_name(target, req.cloud))
+    if project is not None:
+        backend_call(provisioner.retire_project, project)
+
+
 register_step("request.tenant-onboarding", Step("ledger.allocation", _onboarding))
+register_step("request.tenant-onboarding", Step("openstack.onboard", _openstack_onboarding, _undo_openstack_onboarding))
 
 
 def _on_success(uow: UnitOfWork, op: Operation) -> None:

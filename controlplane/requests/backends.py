@@ -1,0 +1,63 @@
+"""Which backend serves a region, built once per worker process and only when needed.
+
+A region whose site-file entry names an `openstack_cloud` is provisioned through the
+OpenStack adapter (credentials from `CHUTIAN_CLOUDS_YAML`); every other region uses the
+`simulated` backend. The provider SDK is imported only here, on first use, so embedded mode
+never imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from controlplane.operations.engine import OperatorError, PermanentFailure, TransientError
+from controlplane.worker.runtime import WorkerContext
+from provisioners.errors import (
+    BackendQuotaExceeded,
+    InvalidSpec,
+    ProvisionerError,
+    TransientBackendError,
+)
+from provisioners.simulated import SimulatedCloud
+
+
+def simulated(ctx: WorkerContext) -> SimulatedCloud:
+    cloud = ctx.extras.get("simulated")
+    if cloud is None:
+        cloud = SimulatedCloud(
+            ctx.settings.data_dir / "simulated-cloud.sqlite3",
+            fault=os.environ.get("CHUTIAN_FAULT"),
+            boot_s=ctx.settings.simulated_boot_s,
+        )
+        ctx.extras["simulated"] = cloud
+    return cloud
+
+
+def openstack(ctx: WorkerContext, region: str) -> Any | None:
+    """The region's OpenStackProvisioner, or None when the region is not an OpenStack one."""
+    cloud_name = next((r.openstack_cloud for r in ctx.site.regions if r.code == region), None)
+    if not cloud_name:
+        return None
+    cache: dict[str, Any] = ctx.extras.setdefault("openstack", {})
+    if region not in cache:
+        from provisioners.openstack import CloudConfig, OpenStackProvisioner
+
+        if ctx.settings.clouds_yaml is None:
+            raise OperatorError(f"region {region} uses OpenStack cloud '{cloud_name}' but CHUTIAN_CLOUDS_YAML is unset")
+        cache[region] = OpenStackProvisioner.from_config(
+            CloudConfig(region=region, clouds_yaml=ctx.settings.clouds_yaml, cloud=cloud_name)
+        )
+    return cache[region]
+
+
+def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Provisioner errors → the engine's classes: retry, failed (tenant acts) or errored (operator)."""
+    try:
+        return fn(*args, **kwargs)
+    except TransientBackendError as exc:
+        raise TransientError(str(exc)) from exc
+    except (BackendQuotaExceeded, InvalidSpec) as exc:
+        raise PermanentFailure(str(exc)) from exc
+    except ProvisionerError as exc:
+        raise OperatorError(str(exc)) from exc

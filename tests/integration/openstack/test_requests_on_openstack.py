@@ -1,0 +1,154 @@
+"""Requests through the control plane provisioned on the real local OpenStack box.
+
+Onboarding a county creates its domain, project, group role and quotas (read back through
+openstacksdk as admin); a VM request ends ACTIVE in Nova with ledger usage equal to Nova's;
+a volume request ends available. Operations run through the same task function the worker
+runs, with injected dependencies.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openstack.connection
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+
+from controlplane.api.app import create_app
+from controlplane.db.uow import RecordingDispatcher
+from controlplane.operations import engine as ops
+from controlplane.settings import Settings
+from controlplane.site_config import default_site_text, load_site
+from controlplane.worker.runtime import WorkerContext
+from provisioners.openstack import CloudConfig, OpenStackProvisioner, domain_name, project_name
+from tests.conftest import grant_token
+from tests.controlplane.ledger.helpers import allocate, node
+from tests.integration.openstack.conftest import BOX_DIR, CLOUD
+
+CLOUD_CODE, REGION, CITY, COUNTY = "education", "wuhan", "hubei.wuhan", "hubei.wuhan.jiangan"
+DECLARATION = {"items": [{"name": "学籍", "sharing": "unconditional", "catalogue_ref": "HB-EDU-1"}]}
+
+
+@pytest.fixture
+def box_world(
+    settings: Settings, engine: Engine, tmp_path: Path, box_admin: openstack.connection.Connection
+) -> Iterator[dict[str, Any]]:
+    site_data = yaml.safe_load(default_site_text())
+    site_data["regions"][0]["openstack_cloud"] = CLOUD  # wuhan is the box
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(site_data, allow_unicode=True))
+    configured = settings.model_copy(update={"site_file": site_file, "clouds_yaml": BOX_DIR / "clouds.yaml"})
+    site = load_site(site_file)
+    image = box_admin.image.create_image(
+        name=f"chutian-test-{uuid.uuid4().hex[:6]}",
+        data=io.BytesIO(b"\0" * 4096),
+        disk_format="raw",
+        container_format="bare",
+        visibility="public",
+    )
+    allocate(engine, CITY, "shared", {}, cloud=CLOUD_CODE, region=REGION)
+    app = create_app(configured, engine=engine, site=site, dispatcher=RecordingDispatcher())
+    worker = WorkerContext(settings=configured, engine=engine, site=site)
+    token = grant_token(engine, f"box-admin-{uuid.uuid4().hex[:4]}", [("platform-admin", "hubei")])
+    provisioner = OpenStackProvisioner.from_config(
+        CloudConfig(region=REGION, clouds_yaml=BOX_DIR / "clouds.yaml", cloud=CLOUD)
+    )
+    with TestClient(app, raise_server_exceptions=False) as api:
+        api.headers["Authorization"] = f"Bearer {token}"
+        yield {"api": api, "worker": worker, "image": image, "provisioner": provisioner}
+    project = provisioner.find_project(domain_name(COUNTY), project_name(COUNTY, CLOUD_CODE))
+    if project is not None:
+        provisioner.retire_project(project)
+    box_admin.image.delete_image(image, ignore_missing=True)
+
+
+def provisioned(api: TestClient, worker: WorkerContext, body: dict[str, Any]) -> dict[str, Any]:
+    created = api.post("/v1/requests", json=body)
+    assert created.status_code == 201, created.text
+    rid = created.json()["id"]
+    current = api.post(f"/v1/requests/{rid}:submit").json()
+    for _ in range(6):  # a platform admin holds every role: decide each step in turn
+        if current["state"] != "pending_approval":
+            break
+        current = api.post(f"/v1/requests/{rid}:approve").json()
+    assert current["state"] == "provisioning", current
+    assert ops.run(worker, uuid.UUID(current["operation"])) == "succeeded"
+    done = api.get(f"/v1/requests/{rid}").json()
+    assert done["state"] == "succeeded", done
+    return done
+
+
+def test_onboarding_then_vm_and_volume_on_the_box(
+    box_world: dict[str, Any], box_admin: openstack.connection.Connection, engine: Engine
+) -> None:
+    api, worker, provisioner = box_world["api"], box_world["worker"], box_world["provisioner"]
+    slice_limits = {"vcpus": 8, "ram_mb": 16384, "instances": 4, "volume_gb": 50, "volumes": 5}
+    onboarded = provisioned(
+        api,
+        worker,
+        {
+            "tenant": COUNTY,
+            "cloud": CLOUD_CODE,
+            "region": REGION,
+            "declaration": DECLARATION,
+            "new_system": {"name": "box-edu", "mlps_level": 2},
+            "spec": {"kind": "tenant-onboarding", "mode": "slice", "limits": slice_limits, "direct_access": True},
+        },
+    )
+    # Keystone: the city's domain, the county's project tagged with tenant and cloud
+    domain = box_admin.identity.find_domain(domain_name(COUNTY))
+    assert domain is not None
+    project = box_admin.identity.find_project(project_name(COUNTY, CLOUD_CODE), domain_id=domain.id)
+    assert project is not None and f"tenant:{COUNTY}" in " ".join(project.tags or []) + (project.description or "")
+    group = box_admin.identity.find_group(f"{COUNTY}--users", domain_id=domain.id)
+    roles = {
+        box_admin.identity.get_role(a.role["id"]).name
+        for a in box_admin.identity.role_assignments(scope_project_id=project.id, group_id=group.id)
+    }
+    assert "reader" in roles and "member" in roles, "direct access slices get member"
+    # quotas equal the slice
+    compute = box_admin.compute.get_quota_set(project.id)
+    assert (compute.cores, compute.ram, compute.instances) == (8, 16384, 4)
+    assert box_admin.block_storage.get_quota_set(project.id).gigabytes == 50
+
+    vm = provisioned(
+        api,
+        worker,
+        {
+            "tenant": COUNTY,
+            "cloud": CLOUD_CODE,
+            "region": REGION,
+            "system": onboarded["system"],
+            "declaration": DECLARATION,
+            "spec": {"kind": "vm", "flavor": "c1.small", "image": box_world["image"].name, "count": 1},
+        },
+    )
+    servers = list(box_admin.compute.servers(all_projects=True, project_id=project.id))
+    assert [s.status for s in servers] == ["ACTIVE"]
+    nova = provisioner.project_usage(provisioner.find_project(domain_name(COUNTY), project_name(COUNTY, CLOUD_CODE)))
+    ledger = node(engine, COUNTY, CLOUD_CODE, REGION)["used"]
+    assert {k: ledger.get(k, 0) for k in ("vcpus", "ram_mb", "instances")} == {
+        k: nova[k] for k in ("vcpus", "ram_mb", "instances")
+    }, (ledger, nova)
+    assert vm["delta"] == {"vcpus": 1, "ram_mb": 2048, "instances": 1}
+
+    provisioned(
+        api,
+        worker,
+        {
+            "tenant": COUNTY,
+            "cloud": CLOUD_CODE,
+            "region": REGION,
+            "system": onboarded["system"],
+            "declaration": DECLARATION,
+            "spec": {"kind": "volume", "size_gb": 1},
+        },
+    )
+    volumes = [v for v in box_admin.block_storage.volumes(all_projects=True) if v.project_id == project.id]
+    assert [v.status for v in volumes] == ["available"]
