@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     site_file: Path | None = Field(default=None, description="YAML site file; empty = the shipped default")
     secret_keys_file: Path | None = Field(default=None, description="Fernet keys, one per line, first encrypts")
     clouds_yaml: Path | None = Field(default=None, description="clouds.yaml for regions with `openstack_cloud`")
+    kubeconfig: Path | None = Field(default=None, description="kubeconfig for regions with `kube_context`")
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     heartbeat_interval_s: float = Field(default=10.0, gt=0)

@@ -51,6 +51,21 @@ def openstack(ctx: WorkerContext, region: str) -> Any | None:
     return cache[region]
 
 
+def kubernetes(ctx: WorkerContext, region: str) -> Any | None:
+    """The region's KubernetesNamespaces, or None when the region has no cluster."""
+    context = next((r.kube_context for r in ctx.site.regions if r.code == region), None)
+    if not context:
+        return None
+    cache: dict[str, Any] = ctx.extras.setdefault("kubernetes", {})
+    if region not in cache:
+        from provisioners.kubernetes import KubernetesNamespaces
+
+        if ctx.settings.kubeconfig is None:
+            raise OperatorError(f"region {region} uses kube context '{context}' but CHUTIAN_KUBECONFIG is unset")
+        cache[region] = KubernetesNamespaces.from_kubeconfig(ctx.settings.kubeconfig, context=context)
+    return cache[region]
+
+
 def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Provisioner errors → the engine's classes: retry, failed (tenant acts) or errored (operator)."""
     try:

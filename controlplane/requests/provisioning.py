@@ -28,7 +28,7 @@ from controlplane.operations.engine import (
 from controlplane.operations.models import Operation, OperationState
 from controlplane.requests import backends
 from controlplane.requests import owners as _owners  # noqa: F401  (request-owned reservations)
-from controlplane.requests.models import Request
+from controlplane.requests.models import InformationSystem, Request
 from controlplane.requests.service import as_system, move, owner_of
 from controlplane.requests.specs import RequestKind
 from controlplane.requests.states import RequestState
@@ -170,7 +170,62 @@ def _onboarding(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
 
 
 register_step("request.vm", Step("servers.create", _servers, _undo_servers))
-for _kind in ("volume", "bucket", "k8s-namespace", "backup-enrolment"):
+
+
+def _namespace_allocation(uow: UnitOfWork, req: Request, tenant_path: str, cpu_m: int, memory_mb: int) -> Any:
+    from provisioners.kubernetes import NamespaceAllocation
+
+    system = uow.session.get(InformationSystem, req.system_id)
+    level = system.mlps_level if system is not None else 2
+    return NamespaceAllocation(
+        tenant_path=tenant_path,
+        tenant_code=tenant_path.rsplit(".", 1)[-1],
+        cloud=req.cloud,
+        mlps_level=level,
+        k8s_cpu_m=cpu_m,
+        k8s_memory_mb=memory_mb,
+        groups=(f"{tenant_path}--users",),
+        direct_access=bool(req.spec.get("direct_access")),
+    )
+
+
+def _namespace(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
+    """A fenced namespace (quota, limits, view bindings, default-deny + same-tenant policy, the
+    MLPS node selector) on the region's cluster; the simulated backend where there is none."""
+    req, path = _request(uow, sc)
+    kube = backends.kubernetes(sc.worker, req.region)
+    if kube is None:
+        ref = backend_call(
+            simulated(sc.worker).ensure_server,
+            ServerSpec(
+                tag=_tag(req, 0), project=f"{path}/{req.cloud}", flavor="k8s-namespace", image="-", vcpus=0, ram_mb=0
+            ),
+        )
+        name = ref.id
+    else:
+        allocation = _namespace_allocation(uow, req, path, int(req.spec["cpu_m"]), int(req.spec["memory_mb"]))
+        name = backend_call(kube.ensure, allocation).namespace
+    with as_system(uow):
+        ledger.commit(uow, owner_of(req.id))
+    return {"namespace": name, "committed": req.delta}
+
+
+def _undo_namespace(sc: StepContext, uow: UnitOfWork) -> None:
+    req, path = _request(uow, sc)
+    kube = backends.kubernetes(sc.worker, req.region)
+    if kube is None:
+        backend_call(simulated(sc.worker).delete_by_tag, _tag(req, 0))
+    else:
+        allocation = _namespace_allocation(uow, req, path, int(req.spec["cpu_m"]), int(req.spec["memory_mb"]))
+        backend_call(kube.retire, allocation)
+    committed = sc.memo.get("committed") or {}
+    if committed:
+        with as_system(uow):
+            ledger.release_used(uow, NodeKey(path, req.cloud, req.region), committed, reason="compensated")
+
+
+register_step("request.k8s-namespace", Step("namespace.create", _namespace, _undo_namespace))
+for _kind in ("volume", "bucket", "backup-enrolment"):
     register_step(f"request.{_kind}", _resource(_kind))
 register_step("request.quota-change", Step("ledger.set-limits", _quota_change))
 
@@ -225,8 +280,34 @@ def _undo_openstack_onboarding(sc: StepContext, uow: UnitOfWork) -> None:
         backend_call(provisioner.retire_project, project)
 
 
+def _onboarding_namespace(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
+    """Onboarding into a region with a cluster fences a namespace sized by the allocation's k8s limits."""
+    req, path = _request(uow, sc)
+    kube = backends.kubernetes(sc.worker, req.region)
+    limits = req.spec.get("limits") or {}
+    if kube is None or limits.get("k8s_cpu_m") is None or limits.get("k8s_memory_mb") is None:
+        return {}
+    target = req.spec.get("tenant") or path
+    allocation = _namespace_allocation(uow, req, target, int(limits["k8s_cpu_m"]), int(limits["k8s_memory_mb"]))
+    return {"namespace": backend_call(kube.ensure, allocation).namespace}
+
+
+def _undo_onboarding_namespace(sc: StepContext, uow: UnitOfWork) -> None:
+    req, path = _request(uow, sc)
+    kube = backends.kubernetes(sc.worker, req.region)
+    limits = req.spec.get("limits") or {}
+    if kube is not None and limits.get("k8s_cpu_m") is not None and limits.get("k8s_memory_mb") is not None:
+        target = req.spec.get("tenant") or path
+        backend_call(
+            kube.retire, _namespace_allocation(uow, req, target, int(limits["k8s_cpu_m"]), int(limits["k8s_memory_mb"]))
+        )
+
+
 register_step("request.tenant-onboarding", Step("ledger.allocation", _onboarding))
 register_step("request.tenant-onboarding", Step("openstack.onboard", _openstack_onboarding, _undo_openstack_onboarding))
+register_step(
+    "request.tenant-onboarding", Step("kubernetes.namespace", _onboarding_namespace, _undo_onboarding_namespace)
+)
 
 
 def _on_success(uow: UnitOfWork, op: Operation) -> None:
