@@ -28,10 +28,7 @@ class QuotaExceeded(QuotaError):
         self.headroom = headroom
 
     def __str__(self) -> str:
-        return (
-            f"quota exceeded at {self.node}: {self.resource} requested {self.requested}, "
-            f"headroom {self.headroom}"
-        )
+        return f"quota exceeded at {self.node}: {self.resource} requested {self.requested}, headroom {self.headroom}"
 
 
 class LimitBelowConsumption(QuotaError):

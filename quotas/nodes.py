@@ -139,9 +139,7 @@ class LedgerNode:
     def over_limit(self) -> tuple[str, ...]:
         """Resources whose consumption exceeds the limit (only after forced changes)."""
         return tuple(
-            r
-            for r, limit in sorted(self.limits.items())
-            if limit is not None and self.consumption.get(r, 0) > limit
+            r for r, limit in sorted(self.limits.items()) if limit is not None and self.consumption.get(r, 0) > limit
         )
 
 
