@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     token_default_ttl_days: int = Field(default=90, ge=1, le=3650)
     audit_verify_interval_s: float = Field(default=300.0, gt=0)
     reaper_interval_s: float = Field(default=15.0, gt=0)
+    capacity_sync_interval_s: float = Field(default=300.0, gt=0)
     operation_lease_s: float = Field(default=60.0, ge=1, description="A claimed operation's lease")
     operation_resend_after_s: float = Field(default=30.0, ge=1, description="Re-send a queued, unclaimed job")
     simulated_boot_s: float = Field(default=0.0, ge=0, le=60, description="Simulated server build time")

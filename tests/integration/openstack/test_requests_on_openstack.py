@@ -18,6 +18,7 @@ import openstack.connection
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from controlplane.api.app import create_app
@@ -152,3 +153,54 @@ def test_onboarding_then_vm_and_volume_on_the_box(
     )
     volumes = [v for v in box_admin.block_storage.volumes(all_projects=True) if v.project_id == project.id]
     assert [v.status for v in volumes] == ["available"]
+
+
+def test_capacity_and_usage_sync_from_the_box(
+    box_world: dict[str, Any], box_admin: openstack.connection.Connection, engine: Engine
+) -> None:
+    from controlplane.capacity.tasks import sync
+    from controlplane.ledger.models import UsageReport
+
+    api, worker, provisioner = box_world["api"], box_world["worker"], box_world["provisioner"]
+    onboarded = provisioned(
+        api,
+        worker,
+        {
+            "tenant": COUNTY,
+            "cloud": CLOUD_CODE,
+            "region": REGION,
+            "declaration": DECLARATION,
+            "new_system": {"name": "box-sync", "mlps_level": 2},
+            "spec": {"kind": "tenant-onboarding", "mode": "slice", "limits": {"volume_gb": 20, "volumes": 2}},
+        },
+    )
+    provisioned(
+        api,
+        worker,
+        {
+            "tenant": COUNTY,
+            "cloud": CLOUD_CODE,
+            "region": REGION,
+            "system": onboarded["system"],
+            "declaration": DECLARATION,
+            "spec": {"kind": "volume", "size_gb": 2},
+        },
+    )
+    results = {r["region"]: r for r in sync(worker)}
+    capacity = provisioner.region_capacity()
+    region_node = node(engine, None, CLOUD_CODE, REGION)
+    assert region_node["limits"]["vcpus"] == capacity.total["vcpus"] > 0, "Placement replaces the site figures"
+    assert region_node["limits"]["volume_gb"] == capacity.total["volume_gb"] > 0
+    assert results[REGION]["allocations_with_drift"] == 0, "the ledger agrees with Nova and Cinder"
+    assert "skipped" in results["xiangyang"]
+    # something changes behind the control plane's back: drift is recorded, never silently applied
+    project = provisioner.find_project(domain_name(COUNTY), project_name(COUNTY, CLOUD_CODE))
+    for volume in box_admin.block_storage.volumes(all_projects=True):
+        if volume.project_id == project.id:
+            box_admin.block_storage.delete_volume(volume)
+            box_admin.block_storage.wait_for_delete(volume, wait=120)
+    assert {r["region"]: r for r in sync(worker)}[REGION]["allocations_with_drift"] == 1
+    with engine.connect() as conn:
+        drift = conn.execute(select(UsageReport.drift)).scalars().all()
+    assert drift == [{"volume_gb": -2, "volumes": -1}]
+    assert node(engine, COUNTY, CLOUD_CODE, REGION)["used"] == {"volume_gb": 2, "volumes": 1}, "not overwritten"

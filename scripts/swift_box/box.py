@@ -1,0 +1,683 @@
+"""scripts/swift-box: a single-node OpenStack Swift on loopback for DR tests and demos.
+
+Swift (pip, pinned by constraints.txt) in its own virtualenv under SWIFT_BOX_DIR; memcached
+from Debian; one device on a plain directory (xattrs work, ``mount_check = false``); rings
+with one device; account/container/object servers and the proxy on 127.0.0.1.
+
+    install            apt packages (memcached, restic, rclone), the virtualenv (wheelhouse cached
+                       outside the clone, in SWIFT_BOX_WHEELHOUSE)
+    start [--auth M]   write the configuration, build the rings (once), start everything and
+                       wait (up to --timeout, 60 s) until a real write/read/delete succeeds
+    stop               stop by PID file (SIGTERM, then SIGKILL): never by process name
+    status             each process and a health check; exit 0 only when all is up
+    env [--user U]     shell exports for restic's swift backend (ST_AUTH/ST_USER/ST_KEY) and
+        [--json]       rclone (RCLONE_CONFIG_*); --json: everything, all users
+
+Auth modes: ``tempauth`` (users below, keys generated once, stored 0600 in
+credentials.json) and ``keystone`` (TODO, see docs/disaster-recovery.md: the OpenStack box
+will register Swift with its Keystone; this script already keeps the mode as a parameter).
+
+Standard library only: it runs on the machine's Python before the virtualenv exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import http.client
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BOX = Path(os.environ.get("SWIFT_BOX_DIR", "/var/tmp/chutian-swift-box"))  # noqa: S108
+WHEELHOUSE = Path(os.environ.get("SWIFT_BOX_WHEELHOUSE", "/var/cache/chutian/swift-wheels"))
+PORT_BASE = int(os.environ.get("SWIFT_BOX_PORT_BASE", "16000"))
+VENV = BOX / "venv"
+ETC = BOX / "etc"
+DEVICES = BOX / "srv" / "node"
+DEVICE = "d1"
+LOG = BOX / "log"
+RUN = BOX / "run"
+CREDENTIALS = BOX / "credentials.json"
+MODE_FILE = BOX / "auth-mode"
+INSTALL_STAMP = VENV / ".chutian-swift-box-install.sha256"
+APT_PACKAGES = ("memcached", "restic", "rclone")
+BOX_VERSION = "1"  # bump to force a reinstall
+HOST = "127.0.0.1"
+PORTS = {
+    "proxy": PORT_BASE,
+    "account": PORT_BASE + 1,
+    "container": PORT_BASE + 2,
+    "object": PORT_BASE + 3,
+    "memcached": PORT_BASE + 4,
+}
+AUTH_URL = f"http://{HOST}:{PORTS['proxy']}/auth/v1.0"
+READY_TIMEOUT_S = 60.0
+PIPELINE_HEAD = ("catch_errors", "gatekeeper", "healthcheck", "proxy-logging", "cache", "listing_formats")
+PIPELINE_TAIL = ("copy", "slo", "dlo", "versioned_writes", "proxy-logging", "proxy-server")
+PROBE_CONTAINER = "chutian-swift-box-probe"
+
+# tempauth users: account:user -> groups.  ``dr:admin`` is the DR operator (retention, checks,
+# verification); ``dr:cityNN`` have no rights of their own: the DR admin grants each one
+# read/write on its repository container (the append-only gateway uses it); ``testNN:admin``
+# own an account each, for tests that want one to themselves.
+USERS: dict[str, tuple[str, ...]] = {
+    "dr:admin": (".admin", ".reseller_admin"),
+    **{f"dr:city{i:02d}": () for i in range(1, 9)},
+    **{f"test{i:02d}:admin": (".admin",) for i in range(1, 9)},
+}
+
+
+class BoxError(Exception):
+    pass
+
+
+def say(msg: str) -> None:
+    sys.stderr.write(f"swift-box: {msg}\n")
+    sys.stderr.flush()
+
+
+def out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def timing(what: str, seconds: float) -> None:
+    out(f"swift-box: TIMING {what} {seconds:.1f}s")  # one greppable line per phase, for CI reports
+
+
+def run(cmd: list[str], log: Path | None = None, env: dict[str, str] | None = None, check: bool = True) -> int:
+    full_env = {**os.environ, **(env or {})}
+    if log is None:
+        proc = subprocess.run(cmd, env=full_env, stdout=sys.stderr, stdin=subprocess.DEVNULL, check=False)
+    else:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as fh:
+            fh.write(f"\n$ {shlex.join(cmd)}\n")
+            fh.flush()
+            proc = subprocess.run(
+                cmd, env=full_env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False
+            )
+    if check and proc.returncode != 0:
+        where = f" (see {log})" if log else ""
+        raise BoxError(f"command failed with exit {proc.returncode}: {shlex.join(cmd)}{where}")
+    return proc.returncode
+
+
+# ---------------------------------------------------------------- install
+
+
+def _python() -> str:
+    if sys.version_info[:2] == (3, 11):
+        return sys.executable
+    found = shutil.which("python3.11")
+    if found:
+        return found
+    for cand in sorted(Path("/root/.pyenv/versions").glob("3.11*/bin/python3.11")):
+        return str(cand)
+    raise BoxError("python3.11 not found (constraints.txt is pinned for Python 3.11)")
+
+
+def _install_hash(python: str) -> str:
+    digest = hashlib.sha256()
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
+    ).stdout
+    for part in (BOX_VERSION, version):
+        digest.update(part.encode())
+    for name in ("requirements.txt", "constraints.txt"):
+        digest.update((HERE / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _missing_apt(packages: Iterable[str]) -> list[str]:
+    missing = []
+    for pkg in packages:
+        res = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True, check=False
+        ).stdout
+        if "install ok installed" not in res:
+            missing.append(pkg)
+    return missing
+
+
+def _apt_install(packages: Iterable[str]) -> None:
+    missing = _missing_apt(packages)
+    if not missing:
+        return
+    say(f"apt-get install {' '.join(missing)}")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    run(["apt-get", "update", "-qq"], LOG / "install.log", env)
+    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], LOG / "install.log", env)
+
+
+def _pip(*args: str, log: Path, check: bool) -> int:
+    # The machine-wide pip constraint file (if any) is not ours: only constraints.txt applies.
+    env = {"PIP_CONSTRAINT": "", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    return run([str(VENV / "bin/python"), "-m", "pip", *args], log, env, check=check)
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    LOG.mkdir(parents=True, exist_ok=True)
+    _apt_install(APT_PACKAGES)
+    python = _python()
+    want = _install_hash(python)
+    if (
+        not args.force
+        and INSTALL_STAMP.exists()
+        and INSTALL_STAMP.read_text().strip() == want
+        and (VENV / "bin/swift-proxy-server").exists()
+    ):
+        say(f"install: virtualenv {VENV} is up to date")
+        timing("install", time.monotonic() - t0)
+        return 0
+    log = LOG / "install.log"
+    say(f"install: building {VENV} (log: {log})")
+    if VENV.exists():
+        shutil.rmtree(VENV)
+    run([python, "-m", "venv", str(VENV)], log)
+    WHEELHOUSE.mkdir(parents=True, exist_ok=True)
+    reqs = ("-c", str(HERE / "constraints.txt"), "-r", str(HERE / "requirements.txt"))
+    offline = ("install", "--no-index", "--find-links", str(WHEELHOUSE), *reqs)
+    if _pip(*offline, log=log, check=False) != 0:
+        say(f"install: filling the wheelhouse {WHEELHOUSE} from the package index (once)")
+        _pip("wheel", "--wheel-dir", str(WHEELHOUSE), "--find-links", str(WHEELHOUSE), *reqs, log=log, check=True)
+        if _pip(*offline, log=log, check=False) != 0:
+            raise BoxError(f"pip install from the wheelhouse failed (see {log})")
+    INSTALL_STAMP.write_text(want + "\n")
+    say("install: done")
+    timing("install", time.monotonic() - t0)
+    return 0
+
+
+def _require_install() -> None:
+    missing = _missing_apt(("memcached",))
+    if missing or not INSTALL_STAMP.exists() or INSTALL_STAMP.read_text().strip() != _install_hash(_python()):
+        raise BoxError("the swift-box virtualenv is missing or stale: run `scripts/swift-box install` first")
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def _credentials() -> dict[str, object]:
+    """Keys are generated once and kept (0600): restarting the box never changes them."""
+    if CREDENTIALS.exists():
+        data: dict[str, object] = json.loads(CREDENTIALS.read_text())
+        keys = data.get("keys")
+        if isinstance(keys, dict) and set(USERS) <= set(keys):
+            return data
+    else:
+        data = {"hash_suffix": secrets.token_hex(16), "keys": {}}
+    keys = dict(data.get("keys") or {})  # type: ignore[call-overload]
+    for user in USERS:
+        keys.setdefault(user, secrets.token_urlsafe(24))
+    data["keys"] = keys
+    BOX.mkdir(parents=True, exist_ok=True)
+    fd = os.open(CREDENTIALS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+    os.chmod(CREDENTIALS, 0o600)
+    return data
+
+
+def _server_conf(name: str, app: str, extra: str = "") -> str:
+    return f"""[DEFAULT]
+bind_ip = {HOST}
+bind_port = {PORTS[name]}
+workers = 1
+user = {_user()}
+swift_dir = {ETC}
+devices = {DEVICES}
+mount_check = false
+disable_fallocate = true
+log_name = {name}-server
+log_level = INFO
+
+[pipeline:main]
+pipeline = healthcheck {name}-server
+
+[app:{name}-server]
+use = egg:swift#{app}
+{extra}
+[filter:healthcheck]
+use = egg:swift#healthcheck
+"""
+
+
+def _user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _tempauth_users(keys: dict[str, str]) -> str:
+    lines = []
+    for user, groups in USERS.items():
+        account, name = user.split(":")
+        lines.append(f"user_{account}_{name} = {keys[user]} {' '.join(groups)}".rstrip())
+    return "\n".join(lines)
+
+
+def write_config(auth: str) -> None:
+    creds = _credentials()
+    keys: dict[str, str] = creds["keys"]  # type: ignore[assignment]
+    ETC.mkdir(parents=True, exist_ok=True)
+    (DEVICES / DEVICE).mkdir(parents=True, exist_ok=True)
+    (ETC / "swift.conf").write_text(
+        f"""[swift-hash]
+swift_hash_path_prefix = chutian-swift-box
+swift_hash_path_suffix = {creds["hash_suffix"]}
+
+[storage-policy:0]
+name = Policy-0
+default = yes
+"""
+    )
+    (ETC / "account-server.conf").write_text(_server_conf("account", "account"))
+    (ETC / "container-server.conf").write_text(_server_conf("container", "container"))
+    (ETC / "object-server.conf").write_text(_server_conf("object", "object", "mb_per_sync = 16\n"))
+    if auth == "tempauth":
+        auth_filters = "tempauth"
+        auth_conf = f"""[filter:tempauth]
+use = egg:swift#tempauth
+reseller_prefix = AUTH
+token_life = 86400
+{_tempauth_users(keys)}
+"""
+    else:  # pragma: no cover - see cmd_start: refused before we get here
+        raise BoxError(f"auth mode {auth!r} is not implemented")
+    proxy = f"""[DEFAULT]
+bind_ip = {HOST}
+bind_port = {PORTS["proxy"]}
+workers = 1
+user = {_user()}
+swift_dir = {ETC}
+log_name = proxy-server
+log_level = INFO
+
+[pipeline:main]
+pipeline = {" ".join(PIPELINE_HEAD)} {auth_filters} {" ".join(PIPELINE_TAIL)}
+
+[app:proxy-server]
+use = egg:swift#proxy
+allow_account_management = true
+account_autocreate = true
+node_timeout = 30
+conn_timeout = 2
+recoverable_node_timeout = 30
+
+[filter:catch_errors]
+use = egg:swift#catch_errors
+
+[filter:gatekeeper]
+use = egg:swift#gatekeeper
+
+[filter:healthcheck]
+use = egg:swift#healthcheck
+
+[filter:proxy-logging]
+use = egg:swift#proxy_logging
+
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = {HOST}:{PORTS["memcached"]}
+
+[filter:listing_formats]
+use = egg:swift#listing_formats
+
+[filter:copy]
+use = egg:swift#copy
+
+[filter:slo]
+use = egg:swift#slo
+
+[filter:dlo]
+use = egg:swift#dlo
+
+[filter:versioned_writes]
+use = egg:swift#versioned_writes
+
+{auth_conf}"""
+    (ETC / "proxy-server.conf").write_text(proxy)
+    os.chmod(ETC / "proxy-server.conf", 0o600)  # it holds the tempauth keys
+    MODE_FILE.write_text(auth + "\n")
+
+
+def build_rings() -> None:
+    """One ring per server type with the one device (partition power 8, one replica); once."""
+    builder = str(VENV / "bin/swift-ring-builder")
+    for kind in ("account", "container", "object"):
+        if (ETC / f"{kind}.ring.gz").exists():
+            continue
+        path = str(ETC / f"{kind}.builder")
+        log = LOG / "rings.log"
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        run([builder, path, "create", "8", "1", "1"], log)
+        run([builder, path, "add", f"r1z1-{HOST}:{PORTS[kind]}/{DEVICE}", "100"], log)
+        run([builder, path, "rebalance"], log)
+
+
+# ---------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+
+    @property
+    def cmd(self) -> list[str]:
+        if self.name == "memcached":
+            return ["/usr/bin/memcached", "-l", HOST, "-p", str(self.port), "-U", "0", "-m", "64", "-u", _user()]
+        return [str(VENV / f"bin/swift-{self.name}-server"), str(ETC / f"{self.name}-server.conf"), "--verbose"]
+
+    @property
+    def pidfile(self) -> Path:
+        return RUN / f"{self.name}.pid"
+
+    @property
+    def log(self) -> Path:
+        return LOG / f"{self.name}.log"
+
+
+SERVICES = [Service(name, PORTS[name]) for name in ("memcached", "account", "container", "object", "proxy")]
+
+
+def _proc_stat(pid: int) -> tuple[int, int, str] | None:
+    """(pgrp, starttime, state) of a process, or None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    rest = raw[raw.rindex(")") + 2 :].split()
+    return int(rest[2]), int(rest[19]), rest[0]
+
+
+def _read_pidfile(svc: Service) -> dict[str, int] | None:
+    try:
+        info: dict[str, int] = json.loads(svc.pidfile.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return info
+
+
+def _alive(info: dict[str, int] | None) -> bool:
+    if not info:
+        return False
+    st = _proc_stat(info["pid"])
+    return st is not None and st[1] == info["starttime"] and st[2] not in ("Z", "X")
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Processes still in the service's process group (a group id is not reused while it has members)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _proc_stat(int(entry))
+            if st and st[0] == pgid and st[2] not in ("Z", "X"):
+                members.append(int(entry))
+    return members
+
+
+def launch(svc: Service) -> None:
+    RUN.mkdir(parents=True, exist_ok=True)
+    LOG.mkdir(parents=True, exist_ok=True)
+    with svc.log.open("a") as fh:
+        fh.write(f"\n===== {dt.datetime.now().isoformat(timespec='seconds')} starting {svc.name}\n")
+        fh.flush()
+        proc = subprocess.Popen(
+            svc.cmd,
+            cwd=str(BOX),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stop signals the group it leads
+        )
+    st = _proc_stat(proc.pid)
+    svc.pidfile.write_text(json.dumps({"pid": proc.pid, "starttime": st[1] if st else 0}) + "\n")
+
+
+def stop_service(svc: Service, timeout: float = 10.0) -> None:
+    info = _read_pidfile(svc)
+    if info is None:
+        return
+    pgid = info["pid"]
+    # The group is ours if its leader is the process we started, or (leader gone) if it still has members
+    # (a process group id is not reused while the group exists).
+    members = _group_members(pgid) if (_alive(info) or _proc_stat(pgid) is None) else []
+    if members:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _group_members(pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _group_members(pgid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            time.sleep(0.2)
+    svc.pidfile.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- HTTP probes
+
+
+def _request(
+    method: str, url: str, headers: dict[str, str] | None = None, body: bytes | None = None, timeout: float = 10.0
+) -> tuple[int, dict[str, str], bytes]:
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or HOST, parts.port or 80, timeout=timeout)
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def authenticate(user: str, key: str) -> tuple[str, str]:
+    """tempauth v1.0: (storage URL, token)."""
+    status, headers, _ = _request("GET", AUTH_URL, {"X-Auth-User": user, "X-Auth-Key": key})
+    if status != 200:
+        raise BoxError(f"auth as {user} answered {status}")
+    return headers["x-storage-url"], headers["x-auth-token"]
+
+
+def probe() -> None:
+    """A real write, read back and delete as the DR admin (the first write after a start once got a 500)."""
+    keys: dict[str, str] = _credentials()["keys"]  # type: ignore[assignment]
+    storage, token = authenticate("dr:admin", keys["dr:admin"])
+    auth = {"X-Auth-Token": token}
+    status, _, _ = _request("PUT", f"{storage}/{PROBE_CONTAINER}", auth)
+    if status not in (201, 202):
+        raise BoxError(f"PUT container answered {status}")
+    body = secrets.token_bytes(1024)
+    name = f"{storage}/{PROBE_CONTAINER}/probe-{secrets.token_hex(4)}"
+    status, _, _ = _request("PUT", name, auth, body)
+    if status != 201:
+        raise BoxError(f"PUT object answered {status}")
+    status, _, got = _request("GET", name, auth)
+    if status != 200 or got != body:
+        raise BoxError(f"GET object answered {status} ({len(got)} bytes)")
+    status, _, _ = _request("DELETE", name, auth)
+    if status not in (204, 404):
+        raise BoxError(f"DELETE object answered {status}")
+
+
+def _healthy(port: int) -> bool:
+    try:
+        status, _, body = _request("GET", f"http://{HOST}:{port}/healthcheck", timeout=2)
+    except OSError:
+        return False
+    return status == 200 and body.strip() == b"OK"
+
+
+def _memcached_up() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((HOST, PORTS["memcached"]), timeout=2) as sock:
+            sock.sendall(b"version\r\n")
+            return sock.recv(64).startswith(b"VERSION")
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    t0 = time.monotonic()
+    if args.auth == "keystone":
+        raise BoxError(
+            "--auth keystone is not implemented yet: it needs Keystone from scripts/openstack-box "
+            "(see docs/disaster-recovery.md, 'Keystone mode'); use --auth tempauth"
+        )
+    _require_install()
+    running = [svc.name for svc in SERVICES if _alive(_read_pidfile(svc))]
+    if running and len(running) == len(SERVICES) and MODE_FILE.exists() and MODE_FILE.read_text().strip() == args.auth:
+        say("already running; checking it answers")
+    else:
+        for svc in SERVICES:  # a partial or differently configured box: start from scratch
+            stop_service(svc)
+        busy = [f"{svc.name}:{svc.port}" for svc in SERVICES if _port_open(svc.port)]
+        if busy:
+            raise BoxError(f"ports already in use by something else: {', '.join(busy)} (set SWIFT_BOX_PORT_BASE)")
+        write_config(args.auth)
+        build_rings()
+        for svc in SERVICES:
+            launch(svc)
+    deadline = time.monotonic() + args.timeout
+    last = "not probed yet"
+    while time.monotonic() < deadline:
+        dead = [svc.name for svc in SERVICES if not _alive(_read_pidfile(svc))]
+        if dead:
+            logs = "\n".join(f"--- {n}.log\n{_tail(LOG / f'{n}.log')}" for n in dead)
+            for svc in SERVICES:
+                stop_service(svc)
+            raise BoxError(f"exited during start: {', '.join(dead)}\n{logs}")
+        try:
+            probe()
+        except (OSError, BoxError, http.client.HTTPException) as err:
+            last = str(err) or type(err).__name__
+            time.sleep(0.5)
+            continue
+        say(f"ready: proxy {AUTH_URL} ({args.auth}); `scripts/swift-box env` prints credentials")
+        timing("start", time.monotonic() - t0)
+        return 0
+    logs = "\n".join(f"--- {svc.name}.log\n{_tail(svc.log)}" for svc in SERVICES)
+    raise BoxError(f"not ready after {args.timeout:.0f} s (last probe: {last})\n{logs}")
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    for svc in reversed(SERVICES):
+        stop_service(svc)
+    say("stopped")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    ok = True
+    for svc in SERVICES:
+        info = _read_pidfile(svc)
+        alive = _alive(info)
+        healthy = _memcached_up() if svc.name == "memcached" else _healthy(svc.port)
+        ok = ok and alive and healthy
+        pid = info["pid"] if info else "-"
+        state = "running" if alive else "stopped"
+        out(f"{svc.name:10} {state:8} pid {pid!s:8} {HOST}:{svc.port} {'ok' if healthy else 'DOWN'}")
+    mode = MODE_FILE.read_text().strip() if MODE_FILE.exists() else "-"
+    out(f"auth       {mode}  {AUTH_URL}")
+    return 0 if ok else 3
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    keys: dict[str, str] = _credentials()["keys"]  # type: ignore[assignment]
+    if args.json:
+        users = {u: {"key": keys[u], "account": f"AUTH_{u.split(':')[0]}", "groups": list(g)} for u, g in USERS.items()}
+        doc = {
+            "auth_url": AUTH_URL,
+            "storage_url_base": f"http://{HOST}:{PORTS['proxy']}/v1",
+            "auth_mode": MODE_FILE.read_text().strip() if MODE_FILE.exists() else None,
+            "ports": PORTS,
+            "state_dir": str(BOX),
+            "devices": str(DEVICES),
+            "users": users,
+        }
+        out(json.dumps(doc, indent=2))
+        return 0
+    if args.user not in keys:
+        raise BoxError(f"unknown user {args.user!r}; one of {', '.join(USERS)}")
+    remote = args.rclone_remote.upper()
+    for name, value in (
+        ("ST_AUTH", AUTH_URL),
+        ("ST_USER", args.user),
+        ("ST_KEY", keys[args.user]),
+        (f"RCLONE_CONFIG_{remote}_TYPE", "swift"),
+        (f"RCLONE_CONFIG_{remote}_AUTH", AUTH_URL),
+        (f"RCLONE_CONFIG_{remote}_USER", args.user),
+        (f"RCLONE_CONFIG_{remote}_KEY", keys[args.user]),
+        (f"RCLONE_CONFIG_{remote}_AUTH_VERSION", "1"),
+    ):
+        out(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="swift-box", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("install", help="apt packages and the virtualenv")
+    p.add_argument("--force", action="store_true", help="rebuild the virtualenv")
+    p.set_defaults(func=cmd_install)
+    p = sub.add_parser("start", help="configure, start and wait until a real write succeeds")
+    p.add_argument("--auth", choices=("tempauth", "keystone"), default=os.environ.get("SWIFT_BOX_AUTH", "tempauth"))
+    p.add_argument("--timeout", type=float, default=READY_TIMEOUT_S)
+    p.set_defaults(func=cmd_start)
+    sub.add_parser("stop", help="stop every process by its PID file").set_defaults(func=cmd_stop)
+    sub.add_parser("status", help="processes and health checks (exit 3 when not all up)").set_defaults(func=cmd_status)
+    p = sub.add_parser("env", help="credentials as shell exports (or --json)")
+    p.add_argument("--user", default="dr:admin")
+    p.add_argument("--rclone-remote", default="swiftbox", help="name of the rclone remote in the exports")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_env)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BoxError as err:
+        say(f"error: {err}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
