@@ -258,10 +258,10 @@ def _step_holder(uow: UnitOfWork, who: Principal, request_id: uuid.UUID) -> bool
 def get_visible(uow: UnitOfWork, who: Principal, request_id: uuid.UUID, *, for_update: bool = False) -> Visible:
     """Visible to roles over the tenant's subtree, and to whoever holds one of its steps — that
     request only. Anyone else gets 404."""
-    stmt = select(Request).where(Request.id == request_id)
-    row = uow.session.scalars(stmt.with_for_update() if for_update else stmt).first()
-    if row is not None:
-        path = uow.session.scalar(select(Tenant.path).where(Tenant.id == row.tenant_id)) or ""
+    stmt = select(Request, Tenant.path).join(Tenant, Tenant.id == Request.tenant_id).where(Request.id == request_id)
+    found = uow.session.execute(stmt.with_for_update(of=Request) if for_update else stmt).first()
+    if found is not None:
+        row, path = found
         if who.scope.allows(path) and can(who, "requests.read", path):
             return Visible(row, path, True)
         if _step_holder(uow, who, row.id):

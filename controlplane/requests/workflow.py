@@ -63,7 +63,7 @@ def _gates(uow: UnitOfWork, req: Request, system: InformationSystem) -> None:
     if new_system and system.mlps_level >= 3 and not system.filing_ref:
         problems.append("system.filing_ref: a level-3/4 system needs its filing reference (等保备案号)")
     region = catalogue.region(uow, req.region)
-    has_backup = (
+    has_backup = system.mlps_level < 3 or (
         uow.session.scalars(
             select(Request.id)
             .where(
@@ -124,23 +124,16 @@ def submit(uow: UnitOfWork, who: Principal, request_id: uuid.UUID, reason: str |
     move(uow, req, S.SUBMITTED, actor=who.name, reason=None, path=path)
     facts = _facts(uow, req, path, system)
     now = uow.now()
-    for plan in rules.route(facts):
-        uow.session.add(
-            ApprovalStep(
-                request_id=req.id,
-                round=req.round,
-                order=plan.order,
-                group=plan.group,
-                role=plan.role,
-                node_path=plan.node,
-            )
+    steps = [
+        ApprovalStep(
+            request_id=req.id, round=req.round, order=plan.order, group=plan.group, role=plan.role, node_path=plan.node
         )
-    uow.session.flush()
+        for plan in rules.route(facts)
+    ]
+    uow.session.add_all(steps)
     rule = rules.auto_rule(facts) if system.status == SystemStatus.APPROVED.value else None
     if rule is not None:  # only after a successful reservation, recording the rule that fired
-        for step in uow.session.scalars(
-            select(ApprovalStep).where(ApprovalStep.request_id == req.id, ApprovalStep.round == req.round)
-        ):
+        for step in steps:
             step.decision, step.actor, step.decided_at = Decision.APPROVED.value, f"auto:{rule}", now
         req.auto_rule = rule
         move(uow, req, S.APPROVED, actor=f"auto:{rule}", reason=f"auto-approval rule '{rule}'", path=path)
