@@ -215,6 +215,10 @@ def reserve(
     new = checked_vector("delta", delta)
     existing = _lock_reservation(uow, owner)
     chain = load_chain(uow, key, lock=True)
+    if existing is None and uow.session.scalar(select(col(Reservation.id)).where(col(Reservation.owner) == owner)):
+        # Another reserve for the same owner committed while we waited for the chain. Locking its
+        # row now would invert the reservation-then-chain lock order, so answer a clean 409.
+        raise Conflict(f"a concurrent reservation for '{owner}' got in first; retry", owner=owner, field="owner")
     if chain.allocation_status != AllocationStatus.ACTIVE:
         raise Conflict(f"the allocation of {key} is {chain.allocation_status}", node=str(key))
     if existing is not None and existing.node_id != chain.leaf.id:
