@@ -332,3 +332,33 @@ def test_city_a_cannot_reach_city_b(
             assert items != "[]", f"{where}: B sees none of its own objects"
         elif call.kind == "global-write":
             assert response.status_code == 403, where
+
+
+def test_a_step_holder_reads_only_the_request_it_decides(
+    engine: Engine, api_as: Callable[..., TestClient], client: TestClient
+) -> None:
+    """The education cloud's lead-department approver holds no role over city B: it may read
+    the one request whose step it holds, and nothing else of B's."""
+    city_b, ids = seed_city_b(engine, api_as, client)
+    sibling = city_b.post(
+        "/v1/requests",
+        json={
+            "tenant": B_COUNTY,
+            "cloud": "education",
+            "region": "xiangyang",
+            "system": ids["system"],
+            "spec": {"kind": "volume", "size_gb": 7},
+        },
+    )
+    assert sibling.status_code == 201, sibling.text
+    assert city_b.post(f"/v1/requests/{ids['request']}:submit").status_code == 200
+    assert city_b.post(f"/v1/requests/{ids['request']}:approve").status_code == 200  # step 1 done by B
+    approver = api_as("approver", "hubei.jyt")
+    assert approver.get(f"/v1/requests/{ids['request']}").status_code == 200
+    assert approver.get(f"/v1/requests/{sibling.json()['id']}").status_code == 404
+    assert approver.get(f"/v1/systems/{ids['system']}").status_code == 404
+    assert approver.get(f"/v1/tenants/{B_COUNTY}").status_code == 404
+    listed = approver.get("/v1/requests").json()["items"]
+    assert [r["id"] for r in listed] == [ids["request"]]
+    assert [r["id"] for r in approver.get("/v1/requests?inbox=true").json()["items"]] == [ids["request"]]
+    assert approver.post(f"/v1/requests/{sibling.json()['id']}:approve").status_code == 404
