@@ -248,3 +248,21 @@ def test_metrics_come_from_rows(world: World, app) -> None:  # type: ignore[no-u
     assert 'chutian_request_transitions_total{from_state="approved",kind="vm",to_state="provisioning"} 1.0' in text
     assert 'chutian_operations{kind="request.vm",state="succeeded"} 1.0' in text
     assert 'chutian_operation_duration_seconds_count{kind="request.vm",result="succeeded"} 1.0' in text
+
+
+def test_a_retry_while_the_first_is_in_flight_is_409(world: World) -> None:
+    from controlplane.errors import Conflict
+    from controlplane.requests import idempotency
+
+    args = {
+        "principal": "clerk",
+        "key": "in-flight-0001",
+        "route": "POST /v1/requests",
+        "digest": "d" * 64,
+        "clock": world.worker.clock,
+    }
+    assert idempotency.begin(world.engine, **args) is None  # the first attempt is now in flight
+    with pytest.raises(Conflict, match="still in flight"):
+        idempotency.begin(world.engine, **args)
+    idempotency.abandon(world.engine, principal="clerk", key="in-flight-0001")
+    assert idempotency.begin(world.engine, **args) is None, "a failed first attempt frees the key"
