@@ -16,7 +16,6 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -31,8 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import configs as cfg
+from boxlib import BoxError, Console, apt_install, install_hash, python311, run, tail
 
 HERE = Path(__file__).resolve().parent
 BOX = Path(os.environ.get("OPENSTACK_BOX_DIR", "/var/tmp/chutian-openstack-box"))  # noqa: S108
@@ -62,84 +63,24 @@ SETTINGS = cfg.Settings(
 )
 
 
-class BoxError(Exception):
-    pass
-
-
-def say(msg: str) -> None:
-    sys.stderr.write(f"openstack-box: {msg}\n")
-    sys.stderr.flush()
-
-
-def out(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def timing(what: str, seconds: float) -> None:
-    # One greppable line per phase, for CI reports.
-    out(f"openstack-box: TIMING {what} {seconds:.1f}s")
-
-
-def run(cmd: list[str], log: Path | None = None, env: dict[str, str] | None = None, check: bool = True) -> int:
-    """Run a command; its output goes to ``log`` (appended) or to our stderr."""
-    full_env = {**os.environ, **(env or {})}
-    if log is None:
-        proc = subprocess.run(cmd, env=full_env, stdout=sys.stderr, stdin=subprocess.DEVNULL, check=False)
-    else:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("a") as fh:
-            fh.write(f"\n$ {' '.join(cmd)}\n")
-            fh.flush()
-            proc = subprocess.run(
-                cmd, env=full_env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False
-            )
-    if check and proc.returncode != 0:
-        where = f" (see {log})" if log else ""
-        raise BoxError(f"command failed with exit {proc.returncode}: {' '.join(cmd)}{where}")
-    return proc.returncode
+_console = Console("openstack-box")
+say, out, timing = _console.say, _console.out, _console.timing
 
 
 # ---------------------------------------------------------------- install
 
 
 def _python311() -> str:
-    if sys.version_info[:2] == (3, 11):
-        return sys.executable
-    found = shutil.which("python3.11")
-    if found:
-        return found
-    for cand in sorted(Path("/root/.pyenv/versions").glob("3.11*/bin/python3.11")):
-        return str(cand)
-    raise BoxError("python3.11 not found (the services are pinned for Python 3.11)")
+    return python311("the services are pinned for Python 3.11")
 
 
 def _install_hash(python: str) -> str:
-    digest = hashlib.sha256()
-    version = subprocess.run(
-        [python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
-    ).stdout
-    for part in (BOX_VERSION, version, " ".join(APT_PACKAGES)):
-        digest.update(part.encode())
-    for name in ("requirements.txt", "constraints.txt"):
-        digest.update((HERE / name).read_bytes())
-    return digest.hexdigest()
+    files = [HERE / name for name in ("requirements.txt", "constraints.txt")]
+    return install_hash(python, BOX_VERSION, files, extra=(" ".join(APT_PACKAGES),))
 
 
 def _apt_install(packages: Iterable[str]) -> None:
-    missing = []
-    for pkg in packages:
-        res = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True, check=False
-        ).stdout
-        if "install ok installed" not in res:
-            missing.append(pkg)
-    if not missing:
-        return
-    say(f"apt-get install {' '.join(missing)}")
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    run(["apt-get", "update", "-qq"], LOG / "install.log", env)
-    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], LOG / "install.log", env)
+    apt_install(packages, LOG / "install.log", say)
 
 
 def _pip_install_offline(log: Path) -> int:
@@ -861,20 +802,13 @@ def _wait(
         for svc, proc in procs:
             if proc.poll() is not None:
                 raise BoxError(
-                    f"{svc.name} exited with {proc.returncode} while starting; last log lines:\n{_tail(svc.log)}"
+                    f"{svc.name} exited with {proc.returncode} while starting; last log lines:\n{tail(svc.log)}"
                 )
         if ready():
             return
         if time.monotonic() > deadline:
             raise BoxError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
 
 
 def ensure_external_network() -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import hashlib
 import http.client
 import json
 import os
@@ -40,6 +39,10 @@ import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from boxlib import BoxError, Console, apt_install, install_hash, missing_apt, python311, run, tail
 
 HERE = Path(__file__).resolve().parent
 BOX = Path(os.environ.get("SWIFT_BOX_DIR", "/var/tmp/chutian-swift-box"))  # noqa: S108
@@ -81,87 +84,23 @@ USERS: dict[str, tuple[str, ...]] = {
 }
 
 
-class BoxError(Exception):
-    pass
-
-
-def say(msg: str) -> None:
-    sys.stderr.write(f"swift-box: {msg}\n")
-    sys.stderr.flush()
-
-
-def out(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-def timing(what: str, seconds: float) -> None:
-    out(f"swift-box: TIMING {what} {seconds:.1f}s")  # one greppable line per phase, for CI reports
-
-
-def run(cmd: list[str], log: Path | None = None, env: dict[str, str] | None = None, check: bool = True) -> int:
-    full_env = {**os.environ, **(env or {})}
-    if log is None:
-        proc = subprocess.run(cmd, env=full_env, stdout=sys.stderr, stdin=subprocess.DEVNULL, check=False)
-    else:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("a") as fh:
-            fh.write(f"\n$ {shlex.join(cmd)}\n")
-            fh.flush()
-            proc = subprocess.run(
-                cmd, env=full_env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False
-            )
-    if check and proc.returncode != 0:
-        where = f" (see {log})" if log else ""
-        raise BoxError(f"command failed with exit {proc.returncode}: {shlex.join(cmd)}{where}")
-    return proc.returncode
+_console = Console("swift-box")
+say, out, timing = _console.say, _console.out, _console.timing
 
 
 # ---------------------------------------------------------------- install
 
 
 def _python() -> str:
-    if sys.version_info[:2] == (3, 11):
-        return sys.executable
-    found = shutil.which("python3.11")
-    if found:
-        return found
-    for cand in sorted(Path("/root/.pyenv/versions").glob("3.11*/bin/python3.11")):
-        return str(cand)
-    raise BoxError("python3.11 not found (constraints.txt is pinned for Python 3.11)")
+    return python311("constraints.txt is pinned for Python 3.11")
 
 
 def _install_hash(python: str) -> str:
-    digest = hashlib.sha256()
-    version = subprocess.run(
-        [python, "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
-    ).stdout
-    for part in (BOX_VERSION, version):
-        digest.update(part.encode())
-    for name in ("requirements.txt", "constraints.txt"):
-        digest.update((HERE / name).read_bytes())
-    return digest.hexdigest()
-
-
-def _missing_apt(packages: Iterable[str]) -> list[str]:
-    missing = []
-    for pkg in packages:
-        res = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True, check=False
-        ).stdout
-        if "install ok installed" not in res:
-            missing.append(pkg)
-    return missing
+    return install_hash(python, BOX_VERSION, [HERE / name for name in ("requirements.txt", "constraints.txt")])
 
 
 def _apt_install(packages: Iterable[str]) -> None:
-    missing = _missing_apt(packages)
-    if not missing:
-        return
-    say(f"apt-get install {' '.join(missing)}")
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    run(["apt-get", "update", "-qq"], LOG / "install.log", env)
-    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], LOG / "install.log", env)
+    apt_install(packages, LOG / "install.log", say)
 
 
 def _pip(*args: str, log: Path, check: bool) -> int:
@@ -205,7 +144,7 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def _require_install() -> None:
-    missing = _missing_apt(("memcached",))
+    missing = missing_apt(("memcached",))
     if missing or not INSTALL_STAMP.exists() or INSTALL_STAMP.read_text().strip() != _install_hash(_python()):
         raise BoxError("the swift-box virtualenv is missing or stale: run `scripts/swift-box install` first")
 
@@ -542,13 +481,6 @@ def _memcached_up() -> bool:
 # ---------------------------------------------------------------- commands
 
 
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log)"
-
-
 def cmd_start(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     if args.auth == "keystone":
@@ -575,7 +507,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     while time.monotonic() < deadline:
         dead = [svc.name for svc in SERVICES if not _alive(_read_pidfile(svc))]
         if dead:
-            logs = "\n".join(f"--- {n}.log\n{_tail(LOG / f'{n}.log')}" for n in dead)
+            logs = "\n".join(f"--- {n}.log\n{tail(LOG / f'{n}.log')}" for n in dead)
             for svc in SERVICES:
                 stop_service(svc)
             raise BoxError(f"exited during start: {', '.join(dead)}\n{logs}")
@@ -588,7 +520,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         say(f"ready: proxy {AUTH_URL} ({args.auth}); `scripts/swift-box env` prints credentials")
         timing("start", time.monotonic() - t0)
         return 0
-    logs = "\n".join(f"--- {svc.name}.log\n{_tail(svc.log)}" for svc in SERVICES)
+    logs = "\n".join(f"--- {svc.name}.log\n{tail(svc.log)}" for svc in SERVICES)
     raise BoxError(f"not ready after {args.timeout:.0f} s (last probe: {last})\n{logs}")
 
 
