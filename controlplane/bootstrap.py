@@ -99,8 +99,8 @@ def ensure_embedded_admin(settings: Settings) -> Path | None:
     from sqlalchemy import select
 
     from controlplane.audit.chain import append_hook
-    from controlplane.auth import bindings, tokens
-    from controlplane.auth.models import PrincipalKind, Role, RoleBinding
+    from controlplane.auth import bindings
+    from controlplane.auth.models import Role, RoleBinding
     from controlplane.auth.principal import system_principal
 
     if not (settings.embedded and settings.is_sqlite):
@@ -114,12 +114,10 @@ def ensure_embedded_admin(settings: Settings) -> Path | None:
             ).first()
             if has_admin is not None:
                 return path if path.exists() else None
-            bindings.ensure_platform_admin(uow, "admin", created_by="embedded-setup")
-            _, secret = tokens.mint(
+            secret = bindings.admin_token(
                 uow,
-                subject="admin",
-                name="embedded",
-                kind=PrincipalKind.USER,
+                "admin",
+                label="embedded",
                 created_by="embedded-setup",
                 ttl=timedelta(days=settings.token_default_ttl_days),
             )

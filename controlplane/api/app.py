@@ -138,7 +138,7 @@ def _routes(app: FastAPI) -> None:
                 checks["database"] = "ok"
                 if ctx.settings.embedded:
                     newest = conn.execute(select(func.max(WorkerHeartbeat.last_seen))).scalar()
-                    age = (ctx.clock() - _aware(newest)).total_seconds() if newest else None
+                    age = (ctx.clock() - newest).total_seconds() if newest else None
                     fresh = age is not None and age < ctx.settings.heartbeat_max_age_s
                     checks["worker"] = "ok" if fresh else ("no heartbeat" if age is None else f"stale ({age:.0f} s)")
         except Exception as exc:
@@ -158,11 +158,3 @@ def _routes(app: FastAPI) -> None:
             checks=checks,
             headers={"Retry-After": "5"},
         )
-
-
-def _aware(value: Any) -> Any:
-    from datetime import UTC
-
-    if value is not None and getattr(value, "tzinfo", None) is None:
-        return value.replace(tzinfo=UTC)
-    return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -136,3 +137,13 @@ def ensure_platform_admin(uow: UnitOfWork, subject: str, *, created_by: str) -> 
                 after={"subject": subject, "role": Role.PLATFORM_ADMIN.value, "tenant": root.path},
             )
         )
+
+
+def admin_token(uow: UnitOfWork, subject: str, *, label: str, created_by: str, ttl: timedelta) -> str:
+    """`subject` becomes platform-admin at the province and gets a fresh token (returned once)."""
+    from controlplane.auth import tokens
+    from controlplane.auth.models import PrincipalKind
+
+    ensure_platform_admin(uow, subject, created_by=created_by)
+    _, secret = tokens.mint(uow, subject=subject, name=label, kind=PrincipalKind.USER, created_by=created_by, ttl=ttl)
+    return secret

@@ -267,8 +267,7 @@ def bootstrap_admin(
     from datetime import timedelta
 
     from controlplane.audit.chain import append_hook
-    from controlplane.auth import bindings, tokens
-    from controlplane.auth.models import PrincipalKind
+    from controlplane.auth import bindings
     from controlplane.auth.principal import system_principal
     from controlplane.auth.schemas import TokenCreate
     from controlplane.bootstrap import prepare
@@ -288,16 +287,9 @@ def bootstrap_admin(
     engine = make_engine(settings.resolved_database_url)
 
     def work(uow: Any) -> str:
-        bindings.ensure_platform_admin(uow, name, created_by="bootstrap-admin")
-        _, secret = tokens.mint(
-            uow,
-            subject=name,
-            name="bootstrap",
-            kind=PrincipalKind.USER,
-            created_by="bootstrap-admin",
-            ttl=timedelta(days=days),
+        return bindings.admin_token(
+            uow, name, label="bootstrap", created_by="bootstrap-admin", ttl=timedelta(days=days)
         )
-        return secret
 
     try:
         secret = run_in_unit(engine, work, principal=system_principal("bootstrap-admin"), before_commit=[append_hook])

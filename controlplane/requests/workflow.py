@@ -32,7 +32,6 @@ from controlplane.tenants.models import Tenant
 from quotas import NodeKey
 
 S = RequestState
-BACKUP_KINDS = {RequestKind.BACKUP_ENROLMENT.value}
 
 
 def _key(req: Request, path: str) -> NodeKey:

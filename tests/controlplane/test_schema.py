@@ -32,9 +32,8 @@ def test_operation_state_check(engine: Engine) -> None:
         )
 
 
+@pytest.mark.postgres_only
 def test_no_native_enum_types(engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        return
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM pg_type WHERE typtype = 'e'")).scalar() == 0
 
