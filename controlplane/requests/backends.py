@@ -66,6 +66,29 @@ def kubernetes(ctx: WorkerContext, region: str) -> Any | None:
     return cache[region]
 
 
+def ansible(ctx: WorkerContext) -> Any:
+    """The worker's AnsibleRunner (ansible-runner is imported on first use only)."""
+    runner = ctx.extras.get("ansible")
+    if runner is None:
+        from provisioners.ansible import AnsibleRunner
+
+        runner = ctx.extras["ansible"] = AnsibleRunner()
+    return runner
+
+
+def ssh_private_key(ctx: WorkerContext) -> str | None:
+    """The baseline's SSH key, read at use so a rotated file is picked up; never logged."""
+    path = ctx.settings.ansible_ssh_key_file
+    if path is None:
+        return None
+    try:
+        if path.stat().st_mode & 0o077:
+            raise OperatorError(f"{path} must be readable by its owner only (chmod 600)")
+        return path.read_text()
+    except OSError as exc:
+        raise OperatorError(f"cannot read the Ansible SSH key {path}: {exc.strerror}") from None
+
+
 def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Provisioner errors → the engine's classes: retry, failed (tenant acts) or errored (operator)."""
     try:

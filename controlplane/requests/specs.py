@@ -36,6 +36,10 @@ class VmSpec(_Spec):
     count: Annotated[int, Field(ge=1, le=100)] = 1
     network_zone: NetworkZone | None = None
     name: Name | None = None
+    # opened by the MLPS baseline's default-deny firewall (SSH stays reachable for the baseline)
+    tcp_ports: Annotated[list[Annotated[int, Field(ge=1, le=65535)]], Field(max_length=20)] = Field(
+        default_factory=lambda: [22]
+    )
 
 
 class VolumeSpec(_Spec):
