@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     page_size_max: int = Field(default=500, ge=1)
     token_default_ttl_days: int = Field(default=90, ge=1, le=3650)
     audit_verify_interval_s: float = Field(default=300.0, gt=0)
+    catalogue_sync_interval_s: float = Field(default=300.0, gt=0, description="flavors and Glance images per region")
     # Events a unit could not chain itself (another integrator was at work) wait at most this long.
     audit_integrate_interval_s: float = Field(default=5.0, gt=0)
     reaper_interval_s: float = Field(default=15.0, gt=0)

@@ -8,6 +8,7 @@ never imports it.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -20,6 +21,8 @@ from provisioners.errors import (
     TransientBackendError,
 )
 from provisioners.simulated import SimulatedCloud
+
+log = logging.getLogger(__name__)
 
 
 def simulated(ctx: WorkerContext) -> SimulatedCloud:
@@ -87,6 +90,18 @@ def ssh_private_key(ctx: WorkerContext) -> str | None:
         return path.read_text()
     except OSError as exc:
         raise OperatorError(f"cannot read the Ansible SSH key {path}: {exc.strerror}") from None
+
+
+def each_region(ctx: WorkerContext, sync: Any, what: str) -> list[dict[str, Any]]:
+    """``sync(ctx, region)`` for every region; one region's outage must not stop the others."""
+    results = []
+    for region in ctx.site.regions:
+        try:
+            results.append(sync(ctx, region.code))
+        except Exception as exc:
+            log.warning("%s of region %s failed: %s", what, region.code, exc)
+            results.append({"region": region.code, "error": str(exc)})
+    return results
 
 
 def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
