@@ -110,7 +110,7 @@ def claim(uow: UnitOfWork, op_id: uuid.UUID, owner: str, lease: timedelta = LEAS
         .values(
             state=OperationState.RUNNING.value,
             owner=owner,
-            lease_expires_at=now + LEASE,
+            lease_expires_at=now + lease,
             started_at=now,
             updated_at=now,
             attempts=Operation.attempts + 1,

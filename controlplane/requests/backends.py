@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from typing import Any
 
 from controlplane.operations.engine import OperatorError, PermanentFailure, TransientError
@@ -90,6 +91,14 @@ def ssh_private_key(ctx: WorkerContext) -> str | None:
         return path.read_text()
     except OSError as exc:
         raise OperatorError(f"cannot read the Ansible SSH key {path}: {exc.strerror}") from None
+
+
+def fault_point(name: str) -> None:
+    """``CHUTIAN_FAULT=kill_after:<name>`` SIGKILLs this worker here (crash-safety tests: the
+    backend has made something, the step has not committed)."""
+    if os.environ.get("CHUTIAN_FAULT") == f"kill_after:{name}":
+        log.warning("fault hook: killing worker %d after %s", os.getpid(), name)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def each_region(ctx: WorkerContext, sync: Any, what: str) -> list[dict[str, Any]]:

@@ -307,6 +307,11 @@ def _openstack_onboarding(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
     )
     direct = bool(req.spec.get("direct_access"))
     limits = req.spec.get("limits") or {}
+
+    def progress(part: str) -> None:
+        sc.progress(f"openstack: {part} ready")
+        backends.fault_point(f"openstack.{part}")
+
     done = backend_call(
         provisioner.onboard,
         TenantOnboarding(
@@ -319,6 +324,7 @@ def _openstack_onboarding(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
             direct_access=direct,
             quotas=quotas_from_limits(limits) if direct else quotas_from_limits({}),
         ),
+        progress=progress,
     )
     return {"openstack_project": done.project.id, "openstack_domain": done.domain.id}
 

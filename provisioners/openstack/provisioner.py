@@ -102,19 +102,28 @@ class OpenStackProvisioner(IdentityOps, NetworkOps, RetirementOps, UsageOps):
     def from_config(cls, config: CloudConfig, settings: OpenStackSettings | None = None) -> OpenStackProvisioner:
         return cls(build_connection(config), region=config.region, settings=settings)
 
-    def onboard(self, spec: TenantOnboarding) -> Onboarded:
-        """Domain → project → groups and roles → quotas → default network; each step find-or-create."""
+    def onboard(self, spec: TenantOnboarding, *, progress: Callable[[str], None] | None = None) -> Onboarded:
+        """Domain → project → groups and roles → quotas → default network; each step find-or-create.
+
+        ``progress`` hears each part's name once it exists (operation progress; the control
+        plane's fault hook kills a worker there to prove a re-run makes no duplicate)."""
+        done = progress or (lambda part: None)
         domain = self.ensure_domain(domain_name(spec.tenant_path), (f"unit:{domain_name(spec.tenant_path)}",))
+        done("domain")
         project = self.ensure_project(
             domain,
             project_name(spec.tenant_path, spec.cloud),
             ProjectTags(tenant=spec.tenant_path, cloud=spec.cloud, mlps_ceiling=spec.mlps_ceiling),
         )
+        done("project")
         groups = tuple(self.ensure_group(domain, name) for name in spec.groups)
         for group in groups:
             self.ensure_group_access(project, group, direct_access=spec.direct_access)
+        done("groups")
         quotas = self.set_quotas(
             project, compute=spec.quotas.compute, volume=spec.quotas.volume, network=spec.quotas.network
         )
+        done("quotas")
         network = self.ensure_tenant_network(project, spec.zone, spec.external_network)
+        done("network")
         return Onboarded(domain=domain, project=project, groups=groups, quotas=quotas, network=network)

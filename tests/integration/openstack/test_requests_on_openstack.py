@@ -9,6 +9,11 @@ runs, with injected dependencies.
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from controlplane.api.app import create_app
 from controlplane.catalogue.tasks import sync_region as catalogue_sync
-from controlplane.db.uow import RecordingDispatcher
+from controlplane.db.uow import RecordingDispatcher, unit_of_work
 from controlplane.operations import engine as ops
 from controlplane.settings import Settings
 from controlplane.site_config import default_site_text, load_site
@@ -43,6 +48,7 @@ def box_world(
 ) -> Iterator[dict[str, Any]]:
     site_data = yaml.safe_load(default_site_text())
     site_data["regions"][0]["openstack_cloud"] = CLOUD  # wuhan is the box
+    site_data["regions"][0]["baseline"] = False  # the box's fake servers have no address to log in to
     site_file = tmp_path / "site.yaml"
     site_file.write_text(yaml.safe_dump(site_data, allow_unicode=True))
     configured = settings.model_copy(update={"site_file": site_file, "clouds_yaml": BOX_DIR / "clouds.yaml"})
@@ -235,3 +241,74 @@ def test_catalogue_sync_offers_glance_images_and_refuses_others_at_submit(
     box_admin.image.delete_image(image)
     assert image.name in catalogue_sync(box_world["worker"], REGION)["removed"]
     assert image.name not in {i["name"] for i in api.get(f"/v1/regions/{REGION}/images").json()}
+
+
+WORKER_SCRIPT = """
+import sys, uuid
+import controlplane.requests.provisioning  # registers the steps, as the worker's task modules do
+from controlplane.operations import engine as ops
+from controlplane.settings import Settings
+from controlplane.worker.runtime import build_context
+print(ops.run(build_context(Settings()), uuid.UUID(sys.argv[1])))
+"""
+
+
+def test_a_worker_killed_during_onboarding_finishes_after_restart_without_duplicates(
+    box_world: dict[str, Any],
+    box_admin: openstack.connection.Connection,
+    database_url: str,
+    engine: Engine,
+    tmp_path: Path,
+) -> None:
+    api, worker = box_world["api"], box_world["worker"]
+    created = api.post(
+        "/v1/requests",
+        json={
+            "tenant": COUNTY,
+            "cloud": CLOUD_CODE,
+            "region": REGION,
+            "declaration": DECLARATION,
+            "new_system": {"name": "box-kill", "mlps_level": 2},
+            "spec": {"kind": "tenant-onboarding", "mode": "shared", "limits": {}},
+        },
+    )
+    assert created.status_code == 201, created.text
+    current = api.post(f"/v1/requests/{created.json()['id']}:submit").json()
+    while current["state"] == "pending_approval":
+        current = api.post(f"/v1/requests/{current['id']}:approve").json()
+    op_id = current["operation"]
+
+    # A worker process dies (SIGKILL, via the fault hook) right after Keystone made the project.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTIAN_")} | {
+        "CHUTIAN_DATABASE_URL": database_url,
+        "CHUTIAN_SITE_FILE": str(worker.settings.site_file),
+        "CHUTIAN_CLOUDS_YAML": str(worker.settings.clouds_yaml),
+        "CHUTIAN_DATA_DIR": str(tmp_path / "killed-worker"),
+        "CHUTIAN_OPERATION_LEASE_S": "3",
+        "CHUTIAN_FAULT": "kill_after:openstack.project",
+    }
+    killed = subprocess.run(
+        [sys.executable, "-c", WORKER_SCRIPT, op_id], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    domain = box_admin.identity.find_domain(domain_name(COUNTY))
+    name = project_name(COUNTY, CLOUD_CODE)
+
+    def projects() -> list[Any]:
+        return [p for p in box_admin.identity.projects(domain_id=domain.id) if p.name == name]
+
+    assert len(projects()) == 1, "the project was made before the kill"
+    assert api.get(f"/v1/requests/{current['id']}").json()["state"] == "provisioning"
+
+    # The reaper requeues it once the dead worker's lease has run out; a restarted worker claims it.
+    assert ops.run(worker, uuid.UUID(op_id)) == "not-claimed", "still leased by the dead worker"
+    time.sleep(4)
+    with unit_of_work(engine) as uow:
+        assert op_id in [str(i) for i in ops.reap(uow)]
+    assert ops.run(worker, uuid.UUID(op_id)) == "succeeded"
+    assert api.get(f"/v1/requests/{current['id']}").json()["state"] == "succeeded"
+    (project,) = projects()
+    networks = list(box_admin.network.networks(project_id=project.id))
+    routers = list(box_admin.network.routers(project_id=project.id))
+    groups = [g for g in box_admin.identity.groups(domain_id=domain.id) if g.name == f"{COUNTY}--users"]
+    assert (len(networks), len(routers), len(groups)) == (1, 1, 1), (networks, routers, groups)
