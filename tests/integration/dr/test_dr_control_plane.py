@@ -37,6 +37,7 @@ from provisioners.rclone import AppendOnlyGateway
 from tests.controlplane.requests.conftest import COUNTY, World, make_world
 from tests.controlplane.requests.test_backup_enrolment import _enrol
 from tests.integration.dr.conftest import CITY_USER, SwiftBox, secret, tree_digests, write_random
+from tests.monitoring.dr_promtool import alert_fires
 
 pytestmark = pytest.mark.dr
 MIB = 2**20
@@ -139,8 +140,8 @@ def test_enrolled_city_backs_up_incrementally_through_the_gateway_and_restores_b
     assert tree_digests(restored) == tree_digests(source)
 
 
-def test_a_corrupted_pack_fails_the_drill(
-    enrolled: tuple[World, TestClient, dict[str, Any], Path], swift_box: SwiftBox, container: str
+def test_a_corrupted_pack_fails_the_drill_and_its_alert_fires(
+    enrolled: tuple[World, TestClient, dict[str, Any], Path], swift_box: SwiftBox, container: str, tmp_path: Path
 ) -> None:
     world, admin, policy, source = enrolled
     write_random(source / "payload.bin", 512 * 1024, seed=3)
@@ -164,7 +165,13 @@ def test_a_corrupted_pack_fails_the_drill(
     assert drill["state"] == "failed" and drill["reason"], drill
     assert drill["evidence"]["log"], "the evidence keeps the drill's log"
     text = generate_latest(build_registry(world.engine)[0]).decode()
-    assert any(x.startswith("chutian_dr_drill_failed{") and x.endswith(" 1.0") for x in text.splitlines())
+    scraped = next(x for x in text.splitlines() if x.startswith("chutian_dr_drill_failed{"))
+    series, value = scraped.rsplit(" ", 1)
+    assert float(value) == 1.0
+    # and the alert fires in promtool on exactly what was scraped
+    labels = {"tenant": "jiangan", "policy": "payroll", "target_region": "yichang"}
+    assert alert_fires("ChutianDrDrillFailed", series, float(value), labels, tmp_path)
+    assert not alert_fires("ChutianDrDrillFailed", series, 0.0, labels, tmp_path)
 
 
 def _restic_children(parent: int) -> list[int]:
