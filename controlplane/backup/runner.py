@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +200,8 @@ def _backup(
             last[0] = now
             _update(ctx, run_id, owner, progress=doc)
 
-    return city.backup(view.paths, tags=view.tags, host=view.host, on_progress=progress)
+    # the full id comes from the DR side's listing (one restic start less on the city side)
+    return city.backup(view.paths, tags=view.tags, host=view.host, on_progress=progress, resolve_id=False)
 
 
 def execute_run(
@@ -262,16 +262,16 @@ def _verify(ctx: WorkerContext, view: PolicyView, result: BackupResult) -> dict[
     listed = dr.snapshots(ids=[result.snapshot_id])
     if len(listed) != 1:
         raise RunFailed(f"snapshot {result.short_id} is not listed at the DR site")
-    snapshot_time: datetime = listed[0].time
+    snapshot_id, snapshot_time = listed[0].id, listed[0].time
     check_started = ctx.clock()
     dr.check(ctx.settings.backup_check_subset)
-    manifest = manifest_of(dr, result.snapshot_id)
+    manifest = manifest_of(dr, snapshot_id)
     manifest["verification"] = {
         "listed_at_dr": True,
         "check_started_at": check_started.isoformat(),
         "check_subset": ctx.settings.backup_check_subset,
     }
-    return {"snapshot_time": snapshot_time, "manifest": manifest}
+    return {"snapshot_id": snapshot_id, "snapshot_time": snapshot_time, "manifest": manifest}
 
 
 def _fail(ctx: WorkerContext, run_id: uuid.UUID, owner: str, state: RunState, reason: str) -> None:
