@@ -4,6 +4,7 @@ ends verified, the API, the compliance summary and the DR metrics."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from collections.abc import Callable
@@ -213,3 +214,29 @@ def test_scheduler_claims_once_records_missed_and_fails_lost_runs(
     with unit_of_work(world.engine) as uow:
         run = uow.session.get(BackupRun, run.id)
         assert run is not None and run.state == "failed" and "lease expired" in (run.reason or "")
+
+
+def test_cli_runs_a_backup_and_reports_status(world: World, api_as: Callable[..., TestClient], tmp_path: Path) -> None:
+    from tests.controlplane.test_cli import chutian
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "f.txt").write_text("data")
+    _enrol(world, api_as, source)
+    settings = world.worker.settings
+    env = {
+        "CHUTIAN_DATABASE_URL": settings.resolved_database_url,
+        "CHUTIAN_DATA_DIR": str(settings.data_dir),
+        "CHUTIAN_SECRET_KEYS_FILE": str(settings.secret_keys_file),
+    }
+    missing = chutian("backup", "run", f"{COUNTY}/nope", env=env)
+    assert missing.returncode == 1 and "no backup policy" in missing.stderr
+    ran = chutian("backup", "run", f"{COUNTY}/payroll", "--json", env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["state"] == "verified"
+    status = chutian("backup", "status", "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    [item] = json.loads(status.stdout)
+    assert item["policy"] == "payroll" and item["compliant"] is True and item["runs"] == {"verified": 1}
+    table = chutian("backup", "status", env=env)
+    assert table.returncode == 0 and "payroll" in table.stdout
