@@ -69,8 +69,8 @@ def store_from_settings(settings: Settings) -> DrStore:
     state_dir = settings.data_dir / "dr-state"
     if not settings.dr_store:
         return DrStore(dr_base=str(settings.data_dir / "dr-store"), state_dir=state_dir)
-    if not settings.dr_store.startswith("swift:"):
-        raise ConfigurationError([f"CHUTIAN_DR_STORE: {settings.dr_store!r}: use swift:<container> or leave empty"])
+    if problems := config_problems(settings):
+        raise ConfigurationError(problems)
     env = {
         "ST_AUTH": settings.dr_swift_auth_url,
         "ST_USER": settings.dr_swift_user,
@@ -84,6 +84,32 @@ def store_from_settings(settings: Settings) -> DrStore:
         netloc = f"{user}:{urllib.parse.quote(password, safe='')}@{parts.netloc}"
         city = "rest:" + urllib.parse.urlunsplit(parts._replace(netloc=netloc))
     return DrStore(dr_base=settings.dr_store, state_dir=state_dir, dr_env=env, city_base=city)
+
+
+def config_problems(settings: Settings) -> list[str]:
+    """Every DR-store setting that is wrong, at once (for `chutian check-config` and start-up)."""
+    if not settings.dr_store:
+        return []
+    problems: list[str] = []
+    if not settings.dr_store.startswith("swift:") or not settings.dr_store.removeprefix("swift:").strip(":/"):
+        problems.append(f"CHUTIAN_DR_STORE: {settings.dr_store!r}: use swift:<container> or leave empty")
+    for name, value in (
+        ("CHUTIAN_DR_SWIFT_AUTH_URL", settings.dr_swift_auth_url),
+        ("CHUTIAN_DR_SWIFT_USER", settings.dr_swift_user),
+    ):
+        if not value:
+            problems.append(f"{name}: required with CHUTIAN_DR_STORE=swift:…")
+    checks = [(settings.dr_swift_key_file, "CHUTIAN_DR_SWIFT_KEY_FILE")]
+    if settings.dr_gateway_url:
+        checks.append((settings.dr_gateway_password_file, "CHUTIAN_DR_GATEWAY_PASSWORD_FILE"))
+        if not settings.dr_gateway_url.startswith("rest:http"):
+            problems.append("CHUTIAN_DR_GATEWAY_URL: expected rest:http(s)://host:port/")
+    for path, what in checks:
+        try:
+            _secret_file(path, what)
+        except ConfigurationError as exc:
+            problems += exc.problems
+    return problems
 
 
 def store_of(worker: Any) -> DrStore:

@@ -17,9 +17,11 @@ from prometheus_client import generate_latest
 from sqlalchemy import select
 
 from controlplane.backup import drills, runner, scheduler
+from controlplane.backup.enrolment import sealer
 from controlplane.backup.models import BackupPolicy, BackupRun
 from controlplane.db.uow import unit_of_work
 from controlplane.metrics import build_registry
+from tests.conftest import CREATED_SECRETS
 from tests.controlplane.helpers import assert_problem
 from tests.controlplane.ledger.helpers import allocate
 from tests.controlplane.requests.conftest import COUNTY, World
@@ -116,6 +118,9 @@ def test_enrolment_creates_the_policy_and_a_run_is_verified_at_the_dr_side(
     with unit_of_work(world.engine) as uow:
         row = uow.session.scalars(select(BackupPolicy)).one()
         assert row.password_sealed.startswith("gAAAA")  # Fernet: encrypted at rest
+        password = sealer(world.worker).open(row.password_sealed)
+    CREATED_SECRETS.append(password)  # the suite fails if it ever reaches a log line
+    assert password not in row.password_sealed and len(password) >= 32
 
     # re-running the enrolment's steps (a crash before the final commit) makes no second policy
     with unit_of_work(world.engine) as uow:
@@ -240,3 +245,21 @@ def test_cli_runs_a_backup_and_reports_status(world: World, api_as: Callable[...
     assert item["policy"] == "payroll" and item["compliant"] is True and item["runs"] == {"verified": 1}
     table = chutian("backup", "status", env=env)
     assert table.returncode == 0 and "payroll" in table.stdout
+
+
+def test_dr_store_settings_are_checked_all_at_once(tmp_path: Path) -> None:
+    from controlplane.backup.store import config_problems
+    from controlplane.settings import Settings
+
+    loose = tmp_path / "key"
+    loose.write_text("k")
+    loose.chmod(0o644)
+    problems = config_problems(
+        Settings(dr_store="swift:dr", dr_swift_key_file=loose, dr_gateway_url="http://x", data_dir=tmp_path)
+    )
+    assert any(p.startswith("CHUTIAN_DR_SWIFT_AUTH_URL") for p in problems)
+    assert any(p.startswith("CHUTIAN_DR_SWIFT_USER") for p in problems)
+    assert any("readable by group/others" in p for p in problems)
+    assert any(p.startswith("CHUTIAN_DR_GATEWAY_PASSWORD_FILE") for p in problems)
+    assert any(p.startswith("CHUTIAN_DR_GATEWAY_URL") for p in problems)
+    assert config_problems(Settings(data_dir=tmp_path)) == []  # embedded: a local directory
