@@ -19,8 +19,10 @@ from sqlalchemy import select
 from controlplane.backup import drills, runner, scheduler
 from controlplane.backup.enrolment import sealer
 from controlplane.backup.models import BackupPolicy, BackupRun
+from controlplane.backup.store import store_of
 from controlplane.db.uow import unit_of_work
 from controlplane.metrics import build_registry
+from controlplane.operations.engine import STEPS, StepContext
 from tests.conftest import CREATED_SECRETS
 from tests.controlplane.helpers import assert_problem
 from tests.controlplane.ledger.helpers import allocate
@@ -122,7 +124,15 @@ def test_enrolment_creates_the_policy_and_a_run_is_verified_at_the_dr_side(
     CREATED_SECRETS.append(password)  # the suite fails if it ever reaches a log line
     assert password not in row.password_sealed and len(password) >= 32
 
-    # re-running the enrolment's steps (a crash before the final commit) makes no second policy
+    # a step re-run after a crash (its backend work done, its transaction lost): the policy step
+    # finds the policy by its request; the repository at the DR side opens with the stored password
+    [policy_step] = [s for s in STEPS["request.backup-enrolment"] if s.name == "backup.policy"]
+    params = {"request_id": request["id"]}
+    with unit_of_work(world.engine) as uow:
+        memo = policy_step.run(StepContext(world.worker, uuid.uuid4(), "request.backup-enrolment", params, {}), uow)
+    assert memo == {"policy": str(row.id)}
+    dr = store_of(world.worker).dr(row.repository_prefix, password)
+    assert dr.ensure_initialised() is False and dr.snapshots() == []
     with unit_of_work(world.engine) as uow:
         assert len(uow.session.scalars(select(BackupPolicy)).all()) == 1
 
