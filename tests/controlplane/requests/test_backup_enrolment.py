@@ -28,7 +28,12 @@ from tests.controlplane.helpers import assert_problem
 from tests.controlplane.ledger.helpers import allocate
 from tests.controlplane.requests.conftest import COUNTY, World
 
-pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
+
+@pytest.fixture(autouse=True)
+def _restic() -> None:
+    """Real restic on the local store: missing is a failure (scripts/test-assets installs it), never a skip."""
+    if shutil.which("restic") is None:
+        pytest.fail("restic is not installed: run scripts/test-assets (apt-get install -y restic)", pytrace=False)
 
 
 def _spec(source: Path, **extra: Any) -> dict[str, Any]:
