@@ -35,6 +35,9 @@ def check_config(settings: Settings, *, create_embedded_key: bool = False) -> tu
     if settings.broker_url and not settings.broker_url.startswith(BROKER_SCHEMES):
         problems.append(f"CHUTIAN_BROKER_URL: unsupported scheme (expected one of {', '.join(BROKER_SCHEMES)})")
     problems += _secret_problems(settings, create_embedded_key=create_embedded_key)
+    from controlplane.backup.store import config_problems
+
+    problems += config_problems(settings)
     return site, problems
 
 

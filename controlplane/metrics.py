@@ -49,6 +49,7 @@ COLLECTOR_FACTORIES.append(HeartbeatCollector)
 def load_collector_modules() -> None:
     """Import every module that appends to COLLECTOR_FACTORIES (explicit, no scanning)."""
     from controlplane.audit import collector as _audit  # noqa: F401
+    from controlplane.backup import collector as _backup  # noqa: F401
     from controlplane.capacity import collector as _capacity  # noqa: F401
     from controlplane.ledger import collector as _ledger  # noqa: F401
     from controlplane.operations import collector as _operations  # noqa: F401

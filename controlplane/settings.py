@@ -47,6 +47,21 @@ class Settings(BaseSettings):
     quota_metrics_depth: int = Field(
         default=1, ge=0, le=8, description="Tenant levels below the province in quota metrics"
     )
+    # Remote backup (issue 9). Empty dr_store = a local directory under data_dir (embedded/demo:
+    # no append-only protection). "swift:<container>" = restic's swift backend at the DR site with
+    # the dr_swift_* credentials; cities then write through the append-only gateway dr_gateway_url.
+    dr_store: str = Field(default="", description="'' (local dir) or swift:<container>")
+    dr_swift_auth_url: str = ""
+    dr_swift_user: str = ""
+    dr_swift_key_file: Path | None = Field(default=None, description="DR-side Swift key, mode 0600")
+    dr_gateway_url: str = Field(default="", description="rest:http://host:port/ of the append-only gateway")
+    dr_gateway_user: str = ""
+    dr_gateway_password_file: Path | None = Field(default=None, description="Gateway password, mode 0600")
+    dr_restore_root: Path | None = Field(default=None, description="Tenants' restore areas; empty = data_dir")
+    backup_tick_interval_s: float = Field(default=60.0, gt=0, description="The backup scheduler's beat")
+    backup_jitter_s: float = Field(default=300.0, ge=0, description="Spread of scheduled runs' start")
+    backup_lease_s: float = Field(default=60.0, ge=1, description="A running backup/drill's lease")
+    backup_check_subset: str = Field(default="10%", description="restic check --read-data-subset after a run")
     # OIDC (optional): bearer JWTs from this issuer, keys from its JWKS, roles from claims.
     oidc_issuer: str = ""
     oidc_audience: str = ""

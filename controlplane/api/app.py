@@ -108,6 +108,7 @@ def _broker_probe(celery_app: Any) -> Callable[[], bool]:
 def _routes(app: FastAPI) -> None:
     from controlplane.audit.routes import router as audit
     from controlplane.auth.routes import router as identity
+    from controlplane.backup.routes import router as backup
     from controlplane.catalogue.routes import router as catalogue
     from controlplane.ledger.routes import router as ledger
     from controlplane.operations.routes import router as operations
@@ -121,6 +122,7 @@ def _routes(app: FastAPI) -> None:
     app.include_router(operations)
     app.include_router(requests)
     app.include_router(ledger)
+    app.include_router(backup)
 
     @app.get("/healthz", tags=["system"], include_in_schema=True)
     def healthz() -> dict[str, str]:

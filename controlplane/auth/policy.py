@@ -35,6 +35,9 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "requests.read": ALL_ROLES,
     "requests.create": ADMINS | {Role.TENANT_ADMIN, Role.TENANT_MEMBER},
     "requests.retry-errored": ADMINS,
+    # remote backup (DR)
+    "backup.read": ALL_ROLES,
+    "backup.operate": ADMINS | {Role.TENANT_ADMIN},
     # quota ledger
     "quotas.read": ALL_ROLES,
     "quotas.set-limit": ADMINS | {Role.TENANT_ADMIN},

@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from controlplane.audit import models as _audit  # noqa: F401
 from controlplane.auth import models as _auth  # noqa: F401
+from controlplane.backup import models as _backup  # noqa: F401
 from controlplane.capacity import models as _capacity  # noqa: F401
 from controlplane.catalogue import models as _catalogue  # noqa: F401
 from controlplane.ledger import models as _ledger  # noqa: F401

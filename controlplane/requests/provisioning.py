@@ -111,8 +111,8 @@ def _undo_servers(sc: StepContext, uow: UnitOfWork) -> None:
 
 
 def _resource(kind: str) -> Step:
-    """Volumes on OpenStack in OpenStack regions; buckets, namespaces and backup enrolments (and
-    volumes elsewhere) on the simulated backend until their adapters are wired."""
+    """Volumes on OpenStack in OpenStack regions; buckets (and volumes elsewhere) on the
+    simulated backend until their adapters are wired."""
 
     def run(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
         req, path = _request(uow, sc)
@@ -140,9 +140,8 @@ def _resource(kind: str) -> Step:
             backend_call(simulated(sc.worker).delete_by_tag, _tag(req, 0))
         committed = sc.memo.get("committed") or {}
         if committed:
-            region = req.spec["target_region"] if req.kind == RequestKind.BACKUP_ENROLMENT.value else req.region
             with as_system(uow):
-                ledger.release_used(uow, NodeKey(path, req.cloud, region), committed, reason="compensated")
+                ledger.release_used(uow, NodeKey(path, req.cloud, req.region), committed, reason="compensated")
 
     return Step(f"{kind}.create", run, undo)
 
@@ -281,7 +280,7 @@ def _undo_namespace(sc: StepContext, uow: UnitOfWork) -> None:
 
 
 register_step("request.k8s-namespace", Step("namespace.create", _namespace, _undo_namespace))
-for _kind in ("volume", "bucket", "backup-enrolment"):
+for _kind in ("volume", "bucket"):
     register_step(f"request.{_kind}", _resource(_kind))
 register_step("request.quota-change", Step("ledger.set-limits", _quota_change))
 
@@ -395,3 +394,6 @@ def _on_failure(uow: UnitOfWork, op: Operation, state: OperationState) -> None:
 
 for _kind in RequestKind:
     HOOKS[f"request.{_kind.value}"] = KindHooks(on_success=_on_success, on_failure=_on_failure)
+
+# backup enrolments: the policy and its repository at the DR site (registers its steps)
+from controlplane.backup import enrolment as _enrolment  # noqa: E402, F401

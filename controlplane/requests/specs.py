@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from backup.errors import InvalidSchedule
+from backup.schedule import validate as validate_schedule
 from controlplane.errors import ValidationFailed
 from controlplane.site_config import RESOURCES, NetworkZone
 
@@ -63,6 +65,15 @@ class NamespaceSpec(_Spec):
     name: Name | None = None
 
 
+class Retention(_Spec):
+    """GFS counts, restic's --keep-last/-daily/-weekly/-monthly."""
+
+    last: Annotated[int, Field(ge=0, le=1000)] = 7
+    daily: Annotated[int, Field(ge=0, le=1000)] = 7
+    weekly: Annotated[int, Field(ge=0, le=1000)] = 4
+    monthly: Annotated[int, Field(ge=0, le=1000)] = 12
+
+
 class BackupEnrolmentSpec(_Spec):
     kind: Literal["backup-enrolment"] = "backup-enrolment"
     name: Name
@@ -72,6 +83,25 @@ class BackupEnrolmentSpec(_Spec):
     target_region: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,19}$")]
     size_gb: Annotated[int, Field(ge=1, le=1_048_576)]
     daily_change_pct: Annotated[float, Field(ge=0, le=100)] = 10.0
+    vm: Annotated[str | None, Field(min_length=1, max_length=200, description="Back up this VM's paths")] = None
+    retention: Retention = Field(default_factory=Retention)
+    drill_schedule: Annotated[str, Field(min_length=9, max_length=100)] = "0 4 * * 0"
+
+    @field_validator("schedule", "drill_schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        try:
+            return validate_schedule(value)
+        except InvalidSchedule as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("paths")
+    @classmethod
+    def _absolute(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/") or "/../" in f"{path}/" or "\x00" in path:
+                raise ValueError(f"{path!r}: give absolute paths without '..'")
+        return value
 
 
 class QuotaChangeSpec(_Spec):

@@ -92,6 +92,17 @@ def _gates(uow: UnitOfWork, req: Request, system: InformationSystem) -> None:
     )
     if problems:
         raise PolicyViolation("; ".join(problems), field=problems[0].split(":", 1)[0], missing=problems)
+    if req.kind == RequestKind.BACKUP_ENROLMENT.value:
+        _backup_gates(uow, req)
+
+
+def _backup_gates(uow: UnitOfWork, req: Request) -> None:
+    """The DR link must carry the RPO (checked at submit and again at the last approval)."""
+    from controlplane.backup.enrolment import check_feasible, check_slug_free
+
+    path = uow.session.scalar(select(Tenant.path).where(Tenant.id == req.tenant_id)) or ""
+    check_slug_free(uow, req)
+    check_feasible(uow, req, path)
 
 
 def _facts(uow: UnitOfWork, req: Request, path: str, system: InformationSystem) -> rules.RouteFacts:
@@ -176,6 +187,8 @@ def approve(uow: UnitOfWork, who: Principal, request_id: uuid.UUID, reason: str 
             system.status, system.updated_at = SystemStatus.APPROVED.value, now
             if req.declaration and not system.declaration:
                 system.declaration = req.declaration
+        if req.kind == RequestKind.BACKUP_ENROLMENT.value:
+            _backup_gates(uow, req)  # the tenant's link may have changed since submit
         move(uow, req, S.APPROVED, actor=who.name, reason=reason, path=path)
         _start_provisioning(uow, req, path, actor=who.name)
     else:

@@ -21,6 +21,7 @@ DEFAULT_QUEUE = "chutian"
 def load_task_modules() -> None:
     """Import every module that registers tasks (explicit list: no scanning magic)."""
     from controlplane.audit import tasks as _audit  # noqa: F401
+    from controlplane.backup import tasks as _backup  # noqa: F401
     from controlplane.capacity import tasks as _capacity  # noqa: F401
     from controlplane.catalogue import tasks as _catalogue  # noqa: F401
     from controlplane.db import registry as _tables  # noqa: F401  (all mappers configured)

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
+from controlplane.backup.models import BackupDrill, BackupPolicy, BackupRun
 from controlplane.db.uow import unit_of_work
 from controlplane.operations.models import Operation
 from controlplane.tenants.models import Tenant
@@ -136,6 +137,18 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("POST", "/v1/quota-inconsistencies/{report_id}:resolve"): Call(
         "item", body=lambda ids: {"resolution": "dismiss", "reason": "cross-tenant test"}
     ),
+    ("GET", "/v1/backup-policies"): Call("collection", filters={"tenant": "city"}),
+    ("GET", "/v1/backup-policies/{policy_id}"): Call("item"),
+    ("POST", "/v1/backup-policies/{policy_id}:run"): Call("item", b_status=202),
+    ("POST", "/v1/backup-policies/{policy_id}:drill"): Call("item", b_status=202),
+    ("POST", "/v1/backup-policies/{policy_id}:restore"): Call(
+        "item", b_status=202, body=lambda ids: {"name": f"r-{uuid.uuid4().hex[:8]}"}
+    ),
+    ("GET", "/v1/backup-runs"): Call("collection", filters={"tenant": "city", "policy": "policy"}),
+    ("GET", "/v1/backup-runs/{run_id}"): Call("item"),
+    ("GET", "/v1/backup-drills"): Call("collection", filters={"tenant": "city", "policy": "policy"}),
+    ("GET", "/v1/backup-drills/{drill_id}"): Call("item"),
+    ("GET", "/v1/backup-compliance"): Call("collection", filters={"tenant": "city"}),
 }
 
 # path parameter -> key of B's seeded ids (or a literal for global objects)
@@ -152,6 +165,9 @@ PARAMS: dict[str, str] = {
     "report_id": "drift",
     "system_id": "system",
     "request_id": "request",
+    "policy_id": "policy",
+    "run_id": "run",
+    "drill_id": "drill",
 }
 
 
@@ -211,7 +227,57 @@ def seed_city_b(
     )
     assert request.status_code == 201, request.text
     ids |= {"system": system.json()["id"], "request": request.json()["id"]}
+    ids |= seed_backup(engine, B_COUNTY, ids["system"])
     return city_b, ids
+
+
+def seed_backup(engine: Engine, path: str, system_id: str) -> dict[str, str]:
+    """A policy with a verified run and a passed drill (rows only: no restic needed here)."""
+    with unit_of_work(engine) as uow:
+        tenant_id = uow.session.scalar(select(Tenant.id).where(Tenant.path == path))
+        now = uow.now()
+
+        def add(row: Any) -> Any:
+            row.created_at = row.updated_at = now
+            uow.session.add(row)
+            uow.session.flush()
+            return row
+
+        policy = add(
+            BackupPolicy(
+                tenant_id=tenant_id,
+                system_id=uuid.UUID(system_id),
+                slug="b-payroll",
+                source_paths=["/srv/b"],
+                schedule="0 2 * * *",
+                drill_schedule="0 4 * * 0",
+                rpo_target_s=86400,
+                retention={"last": 7},
+                source_region="xiangyang",
+                target_region="yichang",
+                repository_url="/nowhere/b",
+                repository_prefix=f"{path}/b-payroll",
+                password_sealed="not-a-real-token",
+                last_claimed_at=now,
+                drill_last_claimed_at=now,
+            )
+        )
+        run = add(
+            BackupRun(
+                policy_id=policy.id,
+                tenant_id=tenant_id,
+                state="verified",
+                scheduled_for=now,
+                snapshot_id="b" * 64,
+                snapshot_time=now,
+            )
+        )
+        drill = add(
+            BackupDrill(
+                policy_id=policy.id, tenant_id=tenant_id, run_id=run.id, state="passed", scheduled_for=now, rto_s=1.5
+            )
+        )
+        return {"policy": str(policy.id), "run": str(run.id), "drill": str(drill.id)}
 
 
 def url_for(path: str, ids: dict[str, str]) -> str:
@@ -242,6 +308,10 @@ def snapshot_b(engine: Engine, subject: str) -> str:
             "operations": conn.execute(
                 text(f"SELECT * FROM operations WHERE tenant_id IN ({in_b}) ORDER BY id"), args
             ).all(),
+            **{
+                table: conn.execute(text(f"SELECT * FROM {table} WHERE tenant_id IN ({in_b}) ORDER BY id"), args).all()
+                for table in ("backup_policies", "backup_runs", "backup_drills")
+            },
         }
     assert all(rows.values()), "B's seed is incomplete"
     return repr(rows)
@@ -290,6 +360,9 @@ def test_city_a_cannot_reach_city_b(
         "b-clerk",
         ids["system"],
         ids["request"],
+        ids["policy"],
+        ids["run"],
+        ids["drill"],
     ]
     before = snapshot_b(engine, ids["subject"])
     for (method, path), call in ROUTES.items():

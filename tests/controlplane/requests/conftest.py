@@ -83,6 +83,11 @@ def _n() -> int:
 
 @pytest.fixture
 def world(api_as: Callable[..., TestClient], engine: Engine, settings: Settings, site: Site) -> World:
+    return make_world(api_as, engine, settings, site)
+
+
+def make_world(api_as: Callable[..., TestClient], engine: Engine, settings: Settings, site: Site) -> World:
+    """The world without the fixture (other folders' tests build it too)."""
     allocate(engine, CITY, "shared", {"vcpus": 40, "ram_mb": 81920, "instances": 20}, cloud=CLOUD, region=REGION)
     allocate(engine, COUNTY, "shared", {"vcpus": 16}, cloud=CLOUD, region=REGION)
     allocate(engine, SIBLING, "shared", {}, cloud=CLOUD, region=REGION)
