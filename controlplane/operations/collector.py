@@ -1,4 +1,5 @@
-"""Operation metrics from rows at scrape time: counts by state, oldest running, durations."""
+"""Operation metrics from rows at scrape time: counts by state, oldest running, durations,
+and backend errors (one row per error a provisioner raised in a step, so a counter)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from controlplane.metrics import COLLECTOR_FACTORIES
-from controlplane.operations.models import TERMINAL_STATES, Operation, OperationState
+from controlplane.operations.models import TERMINAL_STATES, BackendErrorEvent, Operation, OperationState
 
 BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, float("inf"))
 WINDOW = timedelta(hours=24)
@@ -34,6 +35,9 @@ class OperationCollector(Collector):
             "Durations of operations finished in the last 24 h",
             labels=["kind", "result"],
         )
+        backend_errors = CounterMetricFamily(
+            "chutian_backend_errors", "Errors backends raised in operation steps", labels=["backend", "kind"]
+        )
         with Session(self.engine) as session:
             for kind, state, n in session.execute(
                 select(Operation.kind, Operation.state, func.count()).group_by(Operation.kind, Operation.state)
@@ -47,6 +51,12 @@ class OperationCollector(Collector):
                 if first is not None:
                     started = first if first.tzinfo else first.replace(tzinfo=UTC)
                     oldest.add_metric([kind], max(0.0, (now - started).total_seconds()))
+            for backend, kind, n in session.execute(
+                select(BackendErrorEvent.backend, BackendErrorEvent.kind, func.count()).group_by(
+                    BackendErrorEvent.backend, BackendErrorEvent.kind
+                )
+            ):
+                backend_errors.add_metric([backend, kind], float(n))
             finished = session.execute(
                 select(Operation.kind, Operation.state, Operation.created_at, Operation.finished_at).where(
                     col(Operation.state).in_([s.value for s in TERMINAL_STATES]),
@@ -64,6 +74,7 @@ class OperationCollector(Collector):
         yield counts
         yield oldest
         yield durations
+        yield backend_errors
 
     def describe(self) -> Iterable[Any]:
         return []
