@@ -67,10 +67,7 @@ class OperationCollector(Collector):
         for kind, state, created, done in finished:
             series.setdefault((kind, state), []).append((done - created).total_seconds())
         for (kind, state), values in sorted(series.items()):
-            buckets = [
-                (str(b) if b != float("inf") else "+Inf", float(sum(1 for v in values if v <= b))) for b in BUCKETS
-            ]
-            durations.add_metric([kind, state], buckets, sum(values))
+            durations.add_metric([kind, state], histogram_buckets(values, BUCKETS), sum(values))
         yield counts
         yield oldest
         yield durations
@@ -78,6 +75,11 @@ class OperationCollector(Collector):
 
     def describe(self) -> Iterable[Any]:
         return []
+
+
+def histogram_buckets(values: list[float], bounds: tuple[float, ...]) -> list[tuple[str, float]]:
+    """Cumulative bucket counts for a histogram family built from rows at scrape time."""
+    return [(str(b) if b != float("inf") else "+Inf", float(sum(1 for v in values if v <= b))) for b in bounds]
 
 
 COLLECTOR_FACTORIES.append(OperationCollector)

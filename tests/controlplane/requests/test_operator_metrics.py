@@ -48,3 +48,12 @@ def test_backend_errors_are_counted_from_rows_and_survive_a_new_registry(world: 
     assert samples(app.state.ctx.registry, "chutian_backend_errors_total")[key] == 1.0
     fresh, _ = build_registry(world.engine)  # what a restarted process would serve
     assert samples(fresh, "chutian_backend_errors_total")[key] == 1.0
+
+
+def test_approval_latency_is_a_histogram_of_approved_requests(world: World, app: Any) -> None:
+    req = world.create()
+    world.verb(world.requester, req["id"], "submit")
+    assert samples(app.state.ctx.registry, "chutian_request_approval_seconds_count") == {}
+    world.approve_all(req["id"])
+    counts = samples(app.state.ctx.registry, "chutian_request_approval_seconds_count")
+    assert counts == {(("kind", "vm"),): 1.0}
