@@ -57,3 +57,16 @@ def test_approval_latency_is_a_histogram_of_approved_requests(world: World, app:
     world.approve_all(req["id"])
     counts = samples(app.state.ctx.registry, "chutian_request_approval_seconds_count")
     assert counts == {(("kind", "vm"),): 1.0}
+
+
+def test_quota_nodes_are_counted_by_mode_at_every_depth(world: World, app: Any) -> None:
+    nodes = samples(app.state.ctx.registry, "chutian_quota_nodes")
+    by_level: dict[str, float] = {}
+    for labels, value in nodes.items():
+        if dict(labels)["region"] == REGION:
+            level = dict(labels)["tenant_level"]
+            by_level[level] = by_level.get(level, 0.0) + value
+    assert by_level["region"] == 1.0
+    assert by_level.get("district", 0) >= 1, "districts are counted although their quota series are not exported"
+    quota_levels = {dict(k)["tenant_level"] for k in samples(app.state.ctx.registry, "chutian_quota_used")}
+    assert "district" not in quota_levels
