@@ -19,9 +19,8 @@ def boards() -> dict[str, dict[str, Any]]:
 
 
 def test_committed_dashboards_are_what_the_generator_writes() -> None:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "dashboards.py"), "--check"], capture_output=True, text=True, check=False
-    )
+    script = ROOT / "scripts" / "dashboards.py"
+    out = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
 
 
