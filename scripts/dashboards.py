@@ -168,7 +168,6 @@ DASHBOARDS = (
                 ("max by (kind) (chutian_operation_oldest_running_seconds)",),
                 kind="stat",
                 unit="s",
-                may_be_empty="nothing is running right now",
             ),
             Panel(
                 "后端错误 / Backend errors per hour",

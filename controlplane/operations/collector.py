@@ -28,7 +28,9 @@ class OperationCollector(Collector):
         now = datetime.now(UTC)
         counts = GaugeMetricFamily("chutian_operations", "Operations by kind and state", labels=["kind", "state"])
         oldest = GaugeMetricFamily(
-            "chutian_operation_oldest_running_seconds", "Age of the oldest running operation", labels=["kind"]
+            "chutian_operation_oldest_running_seconds",
+            "Age of the oldest running operation (0: none running)",
+            labels=["kind"],
         )
         durations = HistogramMetricFamily(
             "chutian_operation_duration_seconds",
@@ -39,10 +41,12 @@ class OperationCollector(Collector):
             "chutian_backend_errors", "Errors backends raised in operation steps", labels=["backend", "kind"]
         )
         with Session(self.engine) as session:
+            ages: dict[str, float] = {}  # every kind seen: 0 while none runs, so the series persists
             for kind, state, n in session.execute(
                 select(Operation.kind, Operation.state, func.count()).group_by(Operation.kind, Operation.state)
             ):
                 counts.add_metric([kind, state], float(n))
+                ages.setdefault(kind, 0.0)
             for kind, first in session.execute(
                 select(Operation.kind, func.min(Operation.started_at))
                 .where(Operation.state == OperationState.RUNNING.value)
@@ -50,7 +54,7 @@ class OperationCollector(Collector):
             ):
                 if first is not None:
                     started = first if first.tzinfo else first.replace(tzinfo=UTC)
-                    oldest.add_metric([kind], max(0.0, (now - started).total_seconds()))
+                    ages[kind] = max(0.0, (now - started).total_seconds())
             for backend, kind, n in session.execute(
                 select(BackendErrorEvent.backend, BackendErrorEvent.kind, func.count()).group_by(
                     BackendErrorEvent.backend, BackendErrorEvent.kind
@@ -63,6 +67,8 @@ class OperationCollector(Collector):
                     col(Operation.finished_at) >= now - WINDOW,
                 )
             ).all()
+        for kind, age in sorted(ages.items()):
+            oldest.add_metric([kind], age)
         series: dict[tuple[str, str], list[float]] = {}
         for kind, state, created, done in finished:
             series.setdefault((kind, state), []).append((done - created).total_seconds())

@@ -70,3 +70,12 @@ def test_quota_nodes_are_counted_by_mode_at_every_depth(world: World, app: Any) 
     assert by_level.get("district", 0) >= 1, "districts are counted although their quota series are not exported"
     quota_levels = {dict(k)["tenant_level"] for k in samples(app.state.ctx.registry, "chutian_quota_used")}
     assert "district" not in quota_levels
+
+
+def test_oldest_running_is_zero_once_nothing_runs(world: World, app: Any) -> None:
+    req = world.create()
+    world.verb(world.requester, req["id"], "submit")
+    final = world.approve_all(req["id"])
+    world.run_operation(final["operation"])
+    ages = samples(app.state.ctx.registry, "chutian_operation_oldest_running_seconds")
+    assert ages[(("kind", "request.vm"),)] == 0.0
