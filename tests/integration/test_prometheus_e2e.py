@@ -349,3 +349,26 @@ def test_staged_rpo_breach_alert_reaches_firing(stack: Stack) -> None:
         return any(a["labels"]["alertname"] == alert and a["state"] == "firing" for a in alerts)
 
     _wait(f"{alert} did not reach firing", firing, 30)
+
+
+# --- a condition staged now: the same path the RPO breach will take --------------------------------
+
+
+def test_a_tampered_audit_chain_takes_its_alert_to_firing(stack: Stack) -> None:
+    """Edit one audit event behind the application's back: the periodic verification (every
+    3 s here) records the break, the gauge drops to 0 and ChutianAuditChainBroken fires.
+    Runs last in this module: it leaves the chain broken."""
+    import sqlite3
+
+    with sqlite3.connect(stack.data_dir / "chutian.sqlite3", timeout=30) as db:
+        changed = db.execute(
+            "UPDATE audit_events SET actor = 'intruder' WHERE seq = (SELECT MIN(seq) FROM audit_events)"
+        ).rowcount
+    assert changed == 1
+
+    def firing() -> bool:
+        alerts = httpx.get(f"{stack.prometheus}/api/v1/alerts").json()["data"]["alerts"]
+        return any(a["labels"]["alertname"] == "ChutianAuditChainBroken" and a["state"] == "firing" for a in alerts)
+
+    _wait("ChutianAuditChainBroken did not reach firing", firing, 60)
+    assert [r["value"][1] for r in stack.query("chutian_audit_chain_verified")] == ["0"]
