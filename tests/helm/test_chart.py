@@ -162,3 +162,19 @@ def test_missing_secret_reference_is_refused() -> None:
         check=False,
     )
     assert out.returncode != 0 and "database.existingSecret is required" in out.stderr
+
+
+def test_the_service_monitor_selects_the_metrics_service_over_api_and_scheduler_pods() -> None:
+    docs = render("default")
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "rel-chutian-metrics")
+    selected = monitor["spec"]["selector"]["matchLabels"]
+    assert selected.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+    pods = {
+        d["metadata"]["name"]
+        for d in docs
+        if d["kind"] == "Deployment"
+        and service["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
+    }
+    assert pods == {"rel-chutian-api", "rel-chutian-scheduler"}, "workers serve no metrics; API and exporter do"
