@@ -6,7 +6,9 @@ measure the GIL), each admitting (reserve in one transaction, commit in the next
 audited) against a random county of one city. Prints admissions/s, p50/p99 latency of the
 admission (the reserve transaction) and of the whole reserve + commit cycle, the ratio to the
 baseline, the cost of auditing (same run without the audit hook),
-then saturates one county from every client and finally checks every node of the ledger
+then the same clients offering 300 admissions/s on a schedule (latency at the target's rate,
+counted from each admission's scheduled start), then saturates one county from every
+client and finally checks every node of the ledger
 (consumption recomputed from the rows, reserved against reservations, limits) before printing
 "oversubscribed nodes: 0". Exit status 1 if the ledger is not exact.
 
@@ -136,8 +138,15 @@ class Result:
     errors: int
 
 
-def client(url: str, counties: list[str], start_at: float, seconds: float, audit: bool, seed: int) -> Result:
-    """One client process: admit (reserve, then commit) until the deadline."""
+def client(
+    url: str, counties: list[str], start_at: float, seconds: float, audit: bool, seed: int, interval: float = 0.0
+) -> Result:
+    """One client process: admit (reserve, then commit) until the deadline.
+
+    ``interval`` 0: back to back (a closed loop: saturation throughput; its latency is just
+    clients / throughput). Otherwise one admission every ``interval`` seconds on a fixed
+    schedule, latency counted from the *scheduled* start, so falling behind shows as latency
+    (no coordinated omission)."""
     engine = make_engine(url, pool_size=1, max_overflow=1)
     rng = random.Random(seed)
     latencies: list[float] = []
@@ -147,10 +156,15 @@ def client(url: str, counties: list[str], start_at: float, seconds: float, audit
         while time.time() < start_at:
             time.sleep(0.001)
         deadline = start_at + seconds
+        next_at = time.perf_counter() + rng.random() * interval
         while time.time() < deadline:
             owner = f"operation:{uuid.uuid4()}"
             county = key(rng.choice(counties))
             began = time.perf_counter()
+            if interval:
+                if next_at > began:
+                    time.sleep(next_at - began)
+                began, next_at = next_at, next_at + interval
             try:
                 unit(engine, lambda uow, o=owner, k=county: service.reserve(uow, o, k, DELTA), audit=audit)
                 reserved = time.perf_counter()
@@ -170,9 +184,13 @@ def client(url: str, counties: list[str], start_at: float, seconds: float, audit
     return Result(latencies, cycles, admitted, refused, errors)
 
 
-def phase(url: str, counties: list[str], clients: int, seconds: float, *, audit: bool) -> dict[str, float]:
+def phase(
+    url: str, counties: list[str], clients: int, seconds: float, *, audit: bool, rate: float = 0.0
+) -> dict[str, float]:
+    """``rate`` > 0: the clients together offer that many admissions per second, paced."""
     start_at = time.time() + 1.5  # every process is up before anyone starts
-    args = [(url, counties, start_at, seconds, audit, i) for i in range(clients)]
+    interval = clients / rate if rate else 0.0
+    args = [(url, counties, start_at, seconds, audit, i, interval) for i in range(clients)]
     with multiprocessing.get_context("fork").Pool(clients) as pool:
         results = pool.starmap(client, args)
     latencies = sorted(x for r in results for x in r.latencies)
@@ -252,6 +270,7 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="short phases, for CI (under a minute)")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each timed phase")
+    parser.add_argument("--rate", type=float, default=300.0, help="admissions/s offered in the latency phase")
     args = parser.parse_args()
     seconds = min(args.seconds, 2.0) if args.smoke else args.seconds
     base_url = os.environ.get("CHUTIAN_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -277,8 +296,15 @@ def main() -> int:
         cost = 100 * (1 - audited["rate"] / plain["rate"]) if plain["rate"] else float("nan")
         slower = audited["p50_ms"] - plain["p50_ms"]
         print(f"cost of auditing: {cost:.0f}% of throughput, admission p50 {slower:+.1f} ms")
-        target = audited["rate"] >= 300 and audited["p99_ms"] <= 100
-        print(f"target (>= 300/s with 32 clients, p99 <= 100 ms): {'met' if target else 'NOT met'}")
+        # A closed loop's latency is only clients / throughput (32 / 300/s = 107 ms a cycle):
+        # latency is measured at the target's rate, offered on a schedule by the same clients.
+        paced = phase(url, counties, args.clients, seconds, audit=True, rate=args.rate)
+        show(f"{args.clients} clients offering {args.rate:g}/s", paced, baseline["rate"])
+        target = audited["rate"] >= 300 and paced["rate"] >= 0.97 * args.rate and paced["p99_ms"] <= 100
+        print(
+            f"target (>= 300/s with {args.clients} clients; p99 <= 100 ms at 300/s offered): "
+            f"{'met' if target and args.rate >= 300 else 'NOT met'}"
+        )
 
         engine = make_engine(url)
         headroom = 25
@@ -290,7 +316,7 @@ def main() -> int:
         with unit_of_work(engine, readonly=True) as uow:
             check = check_ledger(uow.session)
         engine.dispose()
-        errors = baseline["errors"] + audited["errors"] + plain["errors"]
+        errors = baseline["errors"] + audited["errors"] + plain["errors"] + paced["errors"]
         if check.problems or ok != headroom or errors:
             for problem in check.problems[:20]:
                 print(f"LEDGER PROBLEM: {problem}")

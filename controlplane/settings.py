@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     secret_keys_file: Path | None = Field(default=None, description="Fernet keys, one per line, first encrypts")
     clouds_yaml: Path | None = Field(default=None, description="clouds.yaml for regions with `openstack_cloud`")
     kubeconfig: Path | None = Field(default=None, description="kubeconfig for regions with `kube_context`")
+    ansible_user: str = Field(default="chutian", description="SSH user the MLPS baseline logs in as on new VMs")
+    ansible_ssh_key_file: Path | None = Field(
+        default=None, description="private key (mode 0600) for that user; read at each run, never logged"
+    )
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     # With several API replicas every one would serve the same DB-derived gauges (duplicate
@@ -35,6 +39,9 @@ class Settings(BaseSettings):
     page_size_max: int = Field(default=500, ge=1)
     token_default_ttl_days: int = Field(default=90, ge=1, le=3650)
     audit_verify_interval_s: float = Field(default=300.0, gt=0)
+    catalogue_sync_interval_s: float = Field(default=300.0, gt=0, description="flavors and Glance images per region")
+    # Events a unit could not chain itself (another integrator was at work) wait at most this long.
+    audit_integrate_interval_s: float = Field(default=5.0, gt=0)
     reaper_interval_s: float = Field(default=15.0, gt=0)
     capacity_sync_interval_s: float = Field(default=300.0, gt=0)
     operation_lease_s: float = Field(default=60.0, ge=1, description="A claimed operation's lease")

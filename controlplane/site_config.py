@@ -113,6 +113,11 @@ class Site(_Strict):
     clouds: list[ThemedCloud]
     flavors: list[Flavor]
     storage_classes: list[str] = Field(default_factory=lambda: ["ssd", "sata", "object"])
+    # Images offered where no Glance is read (regions without `openstack_cloud`); an OpenStack
+    # region's images are its public, active Glance images (the catalogue sync reads them).
+    images: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")]] = Field(
+        default_factory=lambda: ["kylin-v10", "uos-v20", "openeuler-22.03"]
+    )
 
     def region(self, code: str) -> Region:
         return next(r for r in self.regions if r.code == code)

@@ -84,6 +84,7 @@ class ServerRef:
     project_id: str
     status: str
     flavor: str
+    addresses: tuple[str, ...] = ()  # fixed IPv4 first, then the rest, as Nova lists them
 
 
 @dataclass(frozen=True)

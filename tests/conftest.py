@@ -32,6 +32,8 @@ from controlplane.db.uow import RecordingDispatcher, unit_of_work
 from controlplane.settings import Settings
 from controlplane.site_config import Site, load_site
 
+pytest_plugins = ["tests.debian_root"]  # the throwaway Debian root for the real playbooks
+
 PG_URL = os.environ.get("CHUTIAN_TEST_DATABASE_URL", "")
 CREATED_SECRETS: list[str] = []  # every token the fixtures mint; checked against the suite's log
 

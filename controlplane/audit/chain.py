@@ -1,9 +1,11 @@
 """Appending to and verifying the hash chain.
 
-The append runs as the unit of work's last pre-commit hook: pending changes are flushed
-first (taking whatever row locks they need), then the single head row is locked, events
-get gapless sequence numbers and hashes, the head moves, and the unit commits. No lock is
-ever taken after the head, so the audit cannot deadlock with anything that locks rows first.
+Two steps. The unit of work's last pre-commit hook *queues* its events (``audit_queue``) in
+the same transaction as the change, taking no lock. After the commit, ``integrate`` locks the
+single head row, gives queued events gapless sequence numbers and hashes in queue order, moves
+them into ``audit_events`` and moves the head, many units' events per transaction under load.
+The head is never locked while a writer holds other row locks, so auditing adds no
+serialisation point to the quota ledger's hot rows (it used to: ``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from controlplane.audit.models import GENESIS_HASH, AuditCheckpoint, AuditEvent, AuditHead
+from controlplane.audit.models import GENESIS_HASH, AuditCheckpoint, AuditEvent, AuditHead, AuditQueued
 from controlplane.audit.record import AuditRecord
+from controlplane.db.types import utcnow
 from controlplane.db.uow import UnitOfWork
 
 SECRET_MARKERS = ("password", "secret", "token", "credential", "private_key", "api_key", "passphrase")
@@ -67,45 +72,87 @@ def event_hash(event: AuditEvent) -> str:
 
 
 def append_hook(uow: UnitOfWork) -> None:
-    """Pre-commit hook: append the unit's buffered records to the chain (last step).
+    """Pre-commit hook: queue the unit's buffered records in its own transaction.
 
-    Core statements, not the ORM: the head lock is held from the SELECT to the commit, so
-    every round trip saved inside that window is throughput for every concurrent writer."""
+    Atomic with the change (a rolled-back unit leaves no event; a committed one cannot lose
+    its event), but no lock: the chain head is taken only by ``integrate``, which runs after
+    the commit. The head used to be locked here, so every audited writer in the system,
+    whatever it changed, queued behind it while holding its own row locks."""
     if not uow.audit_events:
         return
     records: list[AuditRecord] = list(uow.audit_events)
     uow.audit_events.clear()
-    uow.session.flush()  # every other row lock is taken before the head's
-    conn = uow.session.connection()
-    seq, prev = conn.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()).one()
     actor = getattr(uow.principal, "name", None) or "system"
     occurred = uow.now()
-    rows: list[dict[str, Any]] = []
-    for record in records:
-        seq += 1
-        event = AuditEvent(
-            seq=seq,
-            occurred_at=occurred,
-            actor=actor,
-            action=record.action,
-            target_type=record.target_type,
-            target=record.target,
-            tenant_path=record.tenant_path,
-            request_id=uow.request_id,
-            client_addr=uow.client_addr,
-            before=redact(record.before),
-            after=redact(record.after),
-            extra=redact(record.extra) or None,
-            before_digest=digest(record.before),
-            after_digest=digest(record.after),
-            prev_hash=prev,
-            hash="",
-        )
-        event.hash = event_hash(event)
-        prev = event.hash
-        rows.append({c.name: getattr(event, c.name) for c in AuditEvent.__table__.columns})  # type: ignore[attr-defined]
-    conn.execute(insert(AuditEvent), rows)
-    conn.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev, updated_at=occurred))
+    rows = [
+        {
+            "occurred_at": occurred,
+            "actor": actor,
+            "action": record.action,
+            "target_type": record.target_type,
+            "target": record.target,
+            "tenant_path": record.tenant_path,
+            "request_id": uow.request_id,
+            "client_addr": uow.client_addr,
+            "before": redact(record.before),
+            "after": redact(record.after),
+            "extra": redact(record.extra) or None,
+            "before_digest": digest(record.before),
+            "after_digest": digest(record.after),
+        }
+        for record in records
+    ]
+    uow.session.connection().execute(_ENQUEUE, rows)
+    uow.after_commit(partial(integrate, uow.engine))
+
+
+_ENQUEUE = insert(AuditQueued)
+_QUEUE = AuditQueued.__table__  # type: ignore[attr-defined]
+_EVENT_COLUMNS = [c.name for c in AuditEvent.__table__.columns]  # type: ignore[attr-defined]
+# SKIP LOCKED: an integrator that finds another at work leaves at once (PostgreSQL; SQLite
+# serialises write transactions anyway and renders no FOR UPDATE).
+_LOCK_HEAD = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update(skip_locked=True)
+_READ_QUEUE = select(_QUEUE).order_by(_QUEUE.c.id).limit(bindparam("batch"))
+INTEGRATE_BATCH = 500
+
+
+def integrate(engine: Engine, *, batch: int = INTEGRATE_BATCH, drain: bool = False) -> int:
+    """Move queued events into the chain, oldest first: gapless sequence numbers and hashes.
+
+    Returns how many were chained. An integrator that finds the head locked leaves at once:
+    the holder takes everything committed before its read. A unit's own after-commit call makes
+    one pass (a writer must not become everybody's integrator under load); an event committed
+    after the holder's read waits for the next writer's pass or the periodic ``audit-integrate``
+    task, which drains the queue. A failure here never reaches a caller that already committed:
+    the unit of work logs it and the event waits in the queue.
+    """
+    total = 0
+    while drain or not total:
+        with engine.begin() as conn:
+            head = conn.execute(_LOCK_HEAD).first()
+            if head is None:
+                return total
+            queued = conn.execute(_READ_QUEUE, {"batch": batch}).mappings().all()
+            if not queued:
+                return total
+            seq, prev = head
+            rows: list[dict[str, Any]] = []
+            for item in queued:
+                seq += 1
+                event = AuditEvent(**{k: v for k, v in item.items() if k != "id"}, seq=seq, prev_hash=prev, hash="")
+                event.hash = event_hash(event)
+                prev = event.hash
+                rows.append({name: getattr(event, name) for name in _EVENT_COLUMNS})
+            conn.execute(insert(AuditEvent), rows)
+            conn.execute(delete(_QUEUE).where(_QUEUE.c.id.in_([item["id"] for item in queued])))
+            conn.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev, updated_at=utcnow()))
+        total += len(queued)
+    return total
+
+
+def pending(session: Session) -> int:
+    """Events committed but not chained yet (normally 0 within a second)."""
+    return int(session.scalar(select(func.count()).select_from(_QUEUE)) or 0)
 
 
 @dataclass(frozen=True)
@@ -116,6 +163,7 @@ class Verification:
     head_hash: str
     problem: str | None = None
     bad_seq: int | None = None
+    pending: int = 0  # committed events not chained yet: not a fault, unless it keeps growing
 
 
 def verify(session: Session) -> Verification:
@@ -124,7 +172,7 @@ def verify(session: Session) -> Verification:
     expected_seq, expected_prev, checked = 1, GENESIS_HASH, 0
 
     def fail(problem: str, seq: int | None) -> Verification:
-        return Verification(False, checked, head.seq, head.hash, problem, seq)
+        return Verification(False, checked, head.seq, head.hash, problem, seq, pending(session))
 
     stmt = select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=1000)
     for event in session.scalars(stmt):
@@ -160,7 +208,7 @@ def verify(session: Session) -> Verification:
             f"at {_ts(checkpoint.checked_at)}: the tail was truncated",
             head.seq + 1,
         )
-    return Verification(True, checked, head.seq, head.hash)
+    return Verification(True, checked, head.seq, head.hash, pending=pending(session))
 
 
 def checkpoint(uow: UnitOfWork) -> Verification:

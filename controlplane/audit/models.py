@@ -37,8 +37,36 @@ class AuditEvent(SQLModel, table=True):
     hash: str = Field(sa_column=Column(String(64), nullable=False))
 
 
+class AuditQueued(SQLModel, table=True):
+    """An event committed with its change but not yet chained (see ``chain.integrate``).
+
+    Redacted and digested already; only ``seq``, ``prev_hash`` and ``hash`` are added when it
+    moves into ``audit_events``. Keeping the chain head out of every writing transaction is
+    what lets unrelated writers (and the quota ledger's hot rows) commit in parallel."""
+
+    __tablename__ = "audit_queue"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    occurred_at: datetime = ts_field()
+    actor: str = Field(sa_column=Column(String(200), nullable=False))
+    action: str = Field(sa_column=Column(String(80), nullable=False))
+    target_type: str = Field(sa_column=Column(String(40), nullable=False))
+    target: str = Field(sa_column=Column(String(400), nullable=False))
+    tenant_path: str | None = Field(default=None, sa_column=Column(String(400)))
+    request_id: str | None = Field(default=None, sa_column=Column(String(64)))
+    client_addr: str | None = Field(default=None, sa_column=Column(String(64)))
+    before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
+    after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
+    extra: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
+    before_digest: str | None = Field(default=None, sa_column=Column(String(64)))
+    after_digest: str | None = Field(default=None, sa_column=Column(String(64)))
+
+
 class AuditHead(SQLModel, table=True):
-    """One row (id=1): the newest sequence and hash. Appenders lock it last."""
+    """One row (id=1): the newest sequence and hash. Only ``chain.integrate`` locks it."""
 
     __tablename__ = "audit_head"
 

@@ -90,14 +90,7 @@ def _allocations(ctx: WorkerContext, region: str) -> list[tuple[Any, str, str]]:
 
 @task(SYNC_TASK)
 def sync(ctx: WorkerContext) -> list[dict[str, Any]]:
-    results = []
-    for region in ctx.site.regions:
-        try:
-            results.append(sync_region(ctx, region.code))
-        except Exception as exc:  # one region's outage must not stop the others' sync
-            log.warning("capacity/usage sync of %s failed: %s", region.code, exc)
-            results.append({"region": region.code, "error": str(exc)})
-    return results
+    return backends.each_region(ctx, sync_region, "capacity/usage sync")
 
 
 periodic("capacity-sync", SYNC_TASK, lambda s: s.capacity_sync_interval_s)

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Integer, String
+from sqlalchemy import BigInteger, Boolean, Column, Integer, String
 from sqlmodel import Field, SQLModel
 
 from controlplane.db.types import state_check, state_field, ts_field
@@ -52,3 +52,25 @@ class FlavorRow(SQLModel, table=True):
     disk_gb: int = Field(sa_column=Column(Integer, nullable=False))
     source: str = state_field(CatalogueSource, default=CatalogueSource.SITE, name="source")
     updated_at: datetime = ts_field()
+
+
+class ImageSource(StrEnum):
+    SITE = "site"  # the site file's list, for regions without an OpenStack cloud
+    GLANCE = "glance"  # read from the region's Glance by the catalogue sync
+
+
+class ImageRow(SQLModel, table=True):
+    """What a VM request may name as its image, per region (refused at submit otherwise)."""
+
+    __tablename__ = "catalogue_images"
+    __table_args__ = (state_check("source", ImageSource, name="source_valid"),)
+
+    region: str = Field(sa_column=Column(String(20), primary_key=True))
+    name: str = Field(sa_column=Column(String(200), primary_key=True))
+    image_id: str | None = Field(default=None, sa_column=Column(String(64)))
+    disk_format: str = Field(default="", sa_column=Column(String(20), nullable=False))
+    min_disk_gb: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    min_ram_mb: int = Field(default=0, sa_column=Column(Integer, nullable=False))
+    size_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    source: str = state_field(ImageSource, default=ImageSource.SITE, name="source")
+    seen_at: datetime = ts_field()

@@ -1,4 +1,4 @@
-"""Catalogue endpoints: regions, themed clouds and flavors."""
+"""Catalogue endpoints: regions (and their images), themed clouds and flavors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from controlplane.api.deps import PrincipalDep, UnitOfWorkDep
 from controlplane.auth.policy import authorize
 from controlplane.catalogue import service
 from controlplane.catalogue.models import CloudRow, FlavorRow, RegionRow
-from controlplane.catalogue.schemas import CloudPatch, CloudPublic, FlavorPublic, RegionPatch, RegionPublic
+from controlplane.catalogue.schemas import (
+    CloudPatch,
+    CloudPublic,
+    FlavorPublic,
+    ImagePublic,
+    RegionPatch,
+    RegionPublic,
+)
 
 router = APIRouter(prefix="/v1", tags=["catalogue"])
 
@@ -42,6 +49,13 @@ def list_regions(uow: UnitOfWorkDep, who: PrincipalDep) -> list[RegionPublic]:
 @router.get("/regions/{region}", response_model=RegionPublic)
 def get_region(region: Code, uow: UnitOfWorkDep, who: PrincipalDep) -> RegionPublic:
     return region_public(service.region(uow, region))
+
+
+@router.get("/regions/{region}/images", response_model=list[ImagePublic])
+def list_images(region: Code, uow: UnitOfWorkDep, who: PrincipalDep) -> list[ImagePublic]:
+    """What a VM request in this region may name (site file, or the region's Glance once synced)."""
+    service.region(uow, region)  # 404 for an unknown region
+    return [ImagePublic.model_validate(row, from_attributes=True) for row in service.images(uow, region)]
 
 
 @router.patch("/regions/{region}", response_model=RegionPublic)

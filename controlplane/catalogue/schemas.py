@@ -36,6 +36,18 @@ class FlavorPublic(BaseModel):
     updated_at: datetime
 
 
+class ImagePublic(BaseModel):
+    region: str
+    name: str
+    image_id: str | None
+    disk_format: str
+    min_disk_gb: int
+    min_ram_mb: int
+    size_bytes: int
+    source: str
+    seen_at: datetime
+
+
 class _Patch(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 

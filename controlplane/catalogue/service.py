@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from controlplane.audit.record import AuditRecord
-from controlplane.catalogue.models import CatalogueSource, CloudRow, FlavorRow, RegionRow
+from controlplane.catalogue.models import CatalogueSource, CloudRow, FlavorRow, ImageRow, ImageSource, RegionRow
 from controlplane.catalogue.schemas import CloudPatch, RegionPatch, merged
 from controlplane.db.uow import UnitOfWork
 from controlplane.errors import NotFound, ValidationFailed
@@ -56,8 +56,62 @@ def sync_from_site(uow: UnitOfWork, site: Site) -> dict[str, int]:
         if frow is None:
             uow.session.add(FlavorRow(**flavor.model_dump(), updated_at=now))
             counts["inserted"] += 1
+    for region in site.regions:
+        if not region.openstack_cloud:  # an OpenStack region's images are its Glance's
+            changed = _replace_images(uow, region.code, {name: {} for name in site.images}, ImageSource.SITE)
+            counts["inserted"] += len(changed["added"])
     uow.session.flush()
     return counts
+
+
+def images(uow: UnitOfWork, region: str) -> Sequence[ImageRow]:
+    return _cached(
+        uow,
+        f"catalogue.images.{region}",
+        lambda: list(uow.session.scalars(select(ImageRow).where(ImageRow.region == region).order_by(ImageRow.name))),
+    )
+
+
+def _replace_images(
+    uow: UnitOfWork, region: str, wanted: dict[str, dict[str, Any]], source: ImageSource
+) -> dict[str, list[str]]:
+    """Make the region's images exactly ``wanted`` (name -> details); returns what changed."""
+    now = uow.now()
+    current = {row.name: row for row in uow.session.scalars(select(ImageRow).where(ImageRow.region == region))}
+    added = sorted(set(wanted) - set(current))
+    removed = sorted(set(current) - set(wanted))
+    for name in removed:
+        uow.session.delete(current[name])
+    for name, details in wanted.items():
+        row = current.get(name)
+        if row is None:
+            uow.session.add(ImageRow(region=region, name=name, source=source, seen_at=now, **details))
+        else:
+            for field_name, value in {**details, "source": source.value, "seen_at": now}.items():
+                setattr(row, field_name, value)
+    uow.cache.pop(f"catalogue.images.{region}", None)
+    return {"added": added, "removed": removed}
+
+
+def sync_glance_images(uow: UnitOfWork, region: str, found: Sequence[Any]) -> dict[str, list[str]]:
+    """The region's catalogue becomes its public, active Glance images (``ImageRef``s); the
+    first of two images with one name wins (Glance allows duplicates; a request names one)."""
+    wanted: dict[str, dict[str, Any]] = {}
+    for ref in found:
+        wanted.setdefault(
+            ref.name,
+            {
+                "image_id": ref.id,
+                "disk_format": ref.disk_format,
+                "min_disk_gb": ref.min_disk_gb,
+                "min_ram_mb": ref.min_ram_mb,
+                "size_bytes": ref.size_bytes,
+            },
+        )
+    changed = _replace_images(uow, region, wanted, ImageSource.GLANCE)
+    if changed["added"] or changed["removed"]:
+        uow.audit(AuditRecord("catalogue.images-sync", "region", region, extra=dict(changed)))
+    return changed
 
 
 def _cached(uow: UnitOfWork, key: str, load: Callable[[], T]) -> T:

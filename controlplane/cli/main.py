@@ -341,7 +341,8 @@ def audit_verify(json_out: JsonOpt = False) -> None:
     if json_out:
         sys.stdout.write(json.dumps(result.__dict__) + "\n")
     elif result.ok:
-        out.print(f"[green]audit chain intact[/green]: {result.checked} events, head {result.head_seq}")
+        queued = f", {result.pending} queued to be chained" if result.pending else ""
+        out.print(f"[green]audit chain intact[/green]: {result.checked} events, head {result.head_seq}{queued}")
     else:
         err.print(f"[red]audit chain broken[/red]: {result.problem}", markup=True, highlight=False)
     raise typer.Exit(0 if result.ok else 1)

@@ -87,6 +87,7 @@ class UnitOfWork:
         self.cache: dict[Any, Any] = {}  # per-unit memo for read-mostly rows (catalogue)
         self.audit_events: list[Any] = []
         self._before_commit = list(before_commit or [])
+        self._after_commit: list[Callable[[], object]] = []
         self.principal = principal
         self.request_id = request_id
         self.client_addr = client_addr
@@ -105,8 +106,13 @@ class UnitOfWork:
         """Buffer an audit event; appended last, just before commit, by the audit hook."""
         self.audit_events.append(event)
 
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` once the unit has committed (a failure is logged, never raised:
+        the change is durable by then and the caller must hear that it succeeded)."""
+        self._after_commit.append(callback)
+
     def commit(self) -> None:
-        """Run pre-commit hooks (audit last), commit, then send the buffered jobs."""
+        """Run pre-commit hooks (audit last), commit, send the buffered jobs, run after-commit callbacks."""
         try:
             for hook in self._before_commit:
                 hook(self)
@@ -121,9 +127,16 @@ class UnitOfWork:
                 self.dispatcher.send(job)
             except Exception:  # the row is the outbox: the reaper re-sends
                 log.exception("sending job %s failed after commit; left for the reaper", job.task)
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback %r failed; the change itself is committed", callback)
 
     def rollback(self) -> None:
         self.jobs.clear()
+        self._after_commit.clear()
         self.audit_events.clear()
         self.session.rollback()
 

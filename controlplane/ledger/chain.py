@@ -1,11 +1,16 @@
 """Loading, locking and writing back ledger chains.
 
 A chain is leaf -> ... -> province -> region. On PostgreSQL it is locked with ONE
-``SELECT … FOR UPDATE OF quota_nodes ORDER BY depth``: rows are locked in the order the
-sort emits them, root (region) first, so two admissions that share any part of a chain
-take the shared rows in the same order and cannot deadlock. On SQLite a write unit holds
-the database write lock from ``BEGIN IMMEDIATE`` on, and ``FOR UPDATE`` is not rendered.
-Lock order across the ledger: reservation row (by owner) -> chain (root to leaf) -> audit head.
+``SELECT … FOR UPDATE OF quota_nodes ORDER BY depth DESC``: rows are locked in the order the
+sort emits them, leaf first and the region (every admission's hottest row) last. Two chains
+share only a suffix (ancestors), which both take in the same order, so they cannot deadlock;
+and a unit waits for a busy county (a commit holds only the leaf) *before* it holds the
+region, never while it does, so the region lock is held only for the writes and the commit.
+(Root first, as before, made every admission in the region queue behind any commit on any
+county.) On SQLite a write unit holds the database write lock from ``BEGIN IMMEDIATE`` on,
+and ``FOR UPDATE`` is not rendered. Lock order across the ledger: reservation row (by owner)
+-> chain (leaf to root). A unit that changes two chains of one region may deadlock with
+another doing the same in the other order; PostgreSQL aborts one and the unit is retried once.
 """
 
 from __future__ import annotations
@@ -96,7 +101,7 @@ def _chain_statement(*, region_only: bool, lock: bool) -> Any:
             col(QuotaNode.cloud) == bindparam("cloud"), col(Tenant.path).in_(bindparam("prefixes", expanding=True))
         )
         stmt = stmt.where(in_region, or_(region_node, in_chain))
-    stmt = stmt.order_by(col(QuotaNode.depth))
+    stmt = stmt.order_by(col(QuotaNode.depth).desc())
     if lock:
         stmt = stmt.with_for_update(of=QuotaNode)
     # Re-read rows the session may hold already: what was read before the lock may be stale.

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
@@ -121,7 +123,11 @@ def _lock_reservation(uow: UnitOfWork, owner: str) -> Reservation | None:
 
 
 _TABLE = Reservation.__table__  # type: ignore[attr-defined]
-_INSERT = insert(_TABLE)
+# ON CONFLICT DO NOTHING RETURNING: the owner check and the insert in one round trip.
+_INSERTS = {
+    "postgresql": pg_insert(_TABLE).on_conflict_do_nothing(index_elements=["owner"]).returning(_TABLE.c.id),
+    "sqlite": sqlite_insert(_TABLE).on_conflict_do_nothing(index_elements=["owner"]).returning(_TABLE.c.id),
+}
 _UPDATES: dict[tuple[str, ...], Any] = {}
 
 
@@ -138,7 +144,15 @@ def _save_reservation(uow: UnitOfWork, reservation: Reservation, *, new: bool, *
     if new:
         for name, value in values.items():
             setattr(reservation, name, value)
-        uow.session.execute(_INSERT, {c.name: getattr(reservation, c.name) for c in _TABLE.columns})
+        dialect = uow.session.get_bind().dialect.name
+        inserted = uow.session.execute(
+            _INSERTS[dialect], {c.name: getattr(reservation, c.name) for c in _TABLE.columns}
+        ).first()
+        if inserted is None:
+            # Another reserve for the same owner committed while we waited for the chain. Locking
+            # its row now would invert the reservation-then-chain lock order: a clean 409 instead.
+            owner = reservation.owner
+            raise Conflict(f"a concurrent reservation for '{owner}' got in first; retry", owner=owner, field="owner")
         return reservation
     for name, value in values.items():
         set_committed_value(reservation, name, value)
@@ -215,10 +229,6 @@ def reserve(
     new = checked_vector("delta", delta)
     existing = _lock_reservation(uow, owner)
     chain = load_chain(uow, key, lock=True)
-    if existing is None and uow.session.scalar(select(col(Reservation.id)).where(col(Reservation.owner) == owner)):
-        # Another reserve for the same owner committed while we waited for the chain. Locking its
-        # row now would invert the reservation-then-chain lock order, so answer a clean 409.
-        raise Conflict(f"a concurrent reservation for '{owner}' got in first; retry", owner=owner, field="owner")
     if chain.allocation_status != AllocationStatus.ACTIVE:
         raise Conflict(f"the allocation of {key} is {chain.allocation_status}", node=str(key))
     if existing is not None and existing.node_id != chain.leaf.id:
@@ -235,12 +245,14 @@ def reserve(
     if isinstance(outcome, Refused):
         raise refused(outcome)
     assert isinstance(outcome, Admitted)
-    apply_changes(uow, chain, _combine(freed, outcome.changes), reserved=nodes[0].reserved - old + new)
+    # The reservation is written first: a new one whose owner another reserve took while we
+    # waited for the chain is refused by the unique owner before anything else is written.
     if existing is None:
         fresh = Reservation(owner=owner, node_id=chain.leaf.id, created_by=principal.name, created_at=uow.now())
         existing = _save_reservation(uow, fresh, new=True, amounts=dict(new), committed={}, expires_at=expires_at)
     else:
         _save_reservation(uow, existing, new=False, amounts=dict(new), expires_at=expires_at)
+    apply_changes(uow, chain, _combine(freed, outcome.changes), reserved=nodes[0].reserved - old + new)
     _audit(uow, "quota.reserve", key, owner=owner, before={"reserved": dict(old)}, after={"reserved": dict(new)})
     return existing
 

@@ -8,6 +8,7 @@ never imports it.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -20,6 +21,8 @@ from provisioners.errors import (
     TransientBackendError,
 )
 from provisioners.simulated import SimulatedCloud
+
+log = logging.getLogger(__name__)
 
 
 def simulated(ctx: WorkerContext) -> SimulatedCloud:
@@ -64,6 +67,41 @@ def kubernetes(ctx: WorkerContext, region: str) -> Any | None:
             raise OperatorError(f"region {region} uses kube context '{context}' but CHUTIAN_KUBECONFIG is unset")
         cache[region] = KubernetesNamespaces.from_kubeconfig(ctx.settings.kubeconfig, context=context)
     return cache[region]
+
+
+def ansible(ctx: WorkerContext) -> Any:
+    """The worker's AnsibleRunner (ansible-runner is imported on first use only)."""
+    runner = ctx.extras.get("ansible")
+    if runner is None:
+        from provisioners.ansible import AnsibleRunner
+
+        runner = ctx.extras["ansible"] = AnsibleRunner()
+    return runner
+
+
+def ssh_private_key(ctx: WorkerContext) -> str | None:
+    """The baseline's SSH key, read at use so a rotated file is picked up; never logged."""
+    path = ctx.settings.ansible_ssh_key_file
+    if path is None:
+        return None
+    try:
+        if path.stat().st_mode & 0o077:
+            raise OperatorError(f"{path} must be readable by its owner only (chmod 600)")
+        return path.read_text()
+    except OSError as exc:
+        raise OperatorError(f"cannot read the Ansible SSH key {path}: {exc.strerror}") from None
+
+
+def each_region(ctx: WorkerContext, sync: Any, what: str) -> list[dict[str, Any]]:
+    """``sync(ctx, region)`` for every region; one region's outage must not stop the others."""
+    results = []
+    for region in ctx.site.regions:
+        try:
+            results.append(sync(ctx, region.code))
+        except Exception as exc:
+            log.warning("%s of region %s failed: %s", what, region.code, exc)
+            results.append({"region": region.code, "error": str(exc)})
+    return results
 
 
 def call(fn: Any, *args: Any, **kwargs: Any) -> Any:

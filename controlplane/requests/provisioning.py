@@ -37,6 +37,7 @@ from provisioners.simulated import ServerSpec
 from quotas import NodeKey
 
 backend_call = backends.call
+ansible = backends.ansible
 simulated = backends.simulated
 
 
@@ -169,7 +170,62 @@ def _onboarding(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
     return {"allocation": str(allocation.id)}
 
 
+def _baseline_hosts(sc: StepContext, req: Request, path: str) -> list[Any] | None:
+    """Inventory of the request's servers, or None where there is nothing to log in to.
+
+    ``ctx.extras["baseline_hosts"]`` replaces the lookup (tests point it at a throwaway Debian
+    root through the chroot connection: no VM with an address can run here)."""
+    from provisioners.ansible import Host
+
+    tags = [_tag(req, i) for i in range(int(req.spec.get("count", 1)))]
+    override = sc.worker.extras.get("baseline_hosts")
+    if override is not None:
+        return list(override(req, tags))
+    target = _project(sc, req, path)
+    if target is None:
+        return None  # simulated servers have no operating system to harden
+    hosts = []
+    for tag in tags:
+        ref = backend_call(target[0].find_server, target[1], tag)
+        if ref is None or not ref.addresses:
+            raise OperatorError(f"server {tag} has no address: the MLPS baseline cannot reach it")
+        hosts.append(Host(tag, ref.addresses[0], {"ansible_user": sc.worker.settings.ansible_user}))
+    return hosts
+
+
+def _baseline(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
+    """The MLPS baseline (``playbooks/baseline.yml``) on every new server, in regions with
+    ``baseline: true``; skipped, saying why, elsewhere. A failed task errors the operation (an
+    operator looks: the server exists and is committed), an unreachable host is retried."""
+    req, path = _request(uow, sc)
+    region = next(r for r in sc.worker.site.regions if r.code == req.region)
+    if not region.baseline:
+        return {"baseline": f"off in region {req.region}"}
+    hosts = _baseline_hosts(sc, req, path)
+    if hosts is None:
+        return {"baseline": "skipped: simulated servers"}
+    system = uow.session.get(InformationSystem, req.system_id)
+    level = system.mlps_level if system is not None else 2
+    ports = [int(p) for p in req.spec.get("tcp_ports") or [22]]
+
+    def progress(event: Any) -> None:
+        if event.host is None:
+            sc.progress(f"baseline: {event.task}")
+
+    result = backend_call(
+        ansible(sc.worker).baseline,
+        hosts,
+        mlps_level=level,
+        tcp_ports=ports,
+        ssh_private_key=backends.ssh_private_key(sc.worker),
+        progress=progress,
+    )
+    backend_call(result.raise_for_status)
+    return {"baseline": f"MLPS {level}: {result.ok} ok, {result.changed} changed on {len(hosts)} host(s)"}
+
+
 register_step("request.vm", Step("servers.create", _servers, _undo_servers))
+register_step("request.vm", Step("ansible.baseline", _baseline))
 
 
 def _namespace_allocation(uow: UnitOfWork, req: Request, tenant_path: str, cpu_m: int, memory_mb: int) -> Any:

@@ -173,7 +173,13 @@ def _validated_spec(
         raise ValidationFailed(f"unknown region '{region}'", field="region")
     flavors = _flavors(uow)
     check_against_catalogue(
-        spec, cloud=cloud, flavors=flavors, tenant_zone=tenant.network_zone, regions=regions, region=region
+        spec,
+        cloud=cloud,
+        flavors=flavors,
+        tenant_zone=tenant.network_zone,
+        regions=regions,
+        region=region,
+        images=[i.name for i in catalogue.images(uow, region)] if spec.kind == "vm" else (),
     )
     return delta_of(spec, flavors)
 

@@ -3,6 +3,7 @@ checks against the themed cloud's catalogue and the tenant's network zone."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -36,6 +37,10 @@ class VmSpec(_Spec):
     count: Annotated[int, Field(ge=1, le=100)] = 1
     network_zone: NetworkZone | None = None
     name: Name | None = None
+    # opened by the MLPS baseline's default-deny firewall (SSH stays reachable for the baseline)
+    tcp_ports: Annotated[list[Annotated[int, Field(ge=1, le=65535)]], Field(max_length=20)] = Field(
+        default_factory=lambda: [22]
+    )
 
 
 class VolumeSpec(_Spec):
@@ -112,6 +117,7 @@ def check_against_catalogue(  # noqa: PLR0912 - one branch per rule reads best
     tenant_zone: str,
     regions: dict[str, dict[str, Any]],
     region: str,
+    images: Sequence[str] = (),
 ) -> None:
     """422 naming the field when the spec asks for what the themed cloud does not offer."""
     if isinstance(spec, VmSpec):
@@ -125,6 +131,9 @@ def check_against_catalogue(  # noqa: PLR0912 - one branch per rule reads best
             raise ValidationFailed(
                 f"the tenant sits in network zone '{tenant_zone}', not '{spec.network_zone}'", field="spec.network_zone"
             )
+        if spec.image not in images:
+            offered = f"it offers {sorted(images)}" if images else "its catalogue lists no images yet (not synced)"
+            raise ValidationFailed(f"unknown image '{spec.image}' in region {region}: {offered}", field="spec.image")
     if isinstance(spec, VolumeSpec) and spec.storage not in cloud["allowed_storage"]:
         raise ValidationFailed(
             f"{cloud['code']} offers storage {cloud['allowed_storage']}, not '{spec.storage}'", field="spec.storage"

@@ -22,6 +22,7 @@ def load_task_modules() -> None:
     """Import every module that registers tasks (explicit list: no scanning magic)."""
     from controlplane.audit import tasks as _audit  # noqa: F401
     from controlplane.capacity import tasks as _capacity  # noqa: F401
+    from controlplane.catalogue import tasks as _catalogue  # noqa: F401
     from controlplane.db import registry as _tables  # noqa: F401  (all mappers configured)
     from controlplane.ledger import tasks as _ledger  # noqa: F401
     from controlplane.operations import tasks as _operations  # noqa: F401

@@ -25,6 +25,16 @@ def _flavor_name(server: Any) -> str:
     return str(getattr(flavor, "name", None) or getattr(flavor, "id", None) or "")
 
 
+def _addresses(server: Any) -> tuple[str, ...]:
+    """Fixed IPv4 addresses first (what Ansible reaches from the management network)."""
+    found: list[tuple[int, str]] = []
+    for entries in (server.addresses or {}).values():
+        for entry in entries or []:
+            fixed = entry.get("OS-EXT-IPS:type", "fixed") == "fixed"
+            found.append((0 if fixed and entry.get("version") == 4 else 1, str(entry.get("addr"))))
+    return tuple(addr for _, addr in sorted(found, key=lambda item: item[0]))
+
+
 def _fault(server: Any) -> str | None:
     if server.status != "ERROR":
         return None
@@ -35,7 +45,12 @@ def _fault(server: Any) -> str | None:
 class ComputeOps(OpenStackBase):
     def _server_ref(self, server: Any, tag: str) -> ServerRef:
         return ServerRef(
-            id=server.id, tag=tag, project_id=server.project_id, status=server.status, flavor=_flavor_name(server)
+            id=server.id,
+            tag=tag,
+            project_id=server.project_id,
+            status=server.status,
+            flavor=_flavor_name(server),
+            addresses=_addresses(server),
         )
 
     def _find_server(self, conn: Connection, tag: str, *, project_id: str | None = None) -> Any | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from controlplane.catalogue.service import sync_from_site
@@ -61,3 +62,53 @@ def test_region_capacity_edit_validates_resources(client: TestClient) -> None:
     assert problem["field"] == "capacity.gpus"
     ok = client.patch("/v1/regions/xiangyang", json={"capacity": {"vcpus": 9000}})
     assert ok.status_code == 200 and ok.json()["capacity"]["vcpus"] == 9000
+
+
+def test_a_region_lists_its_images_and_a_vm_naming_another_is_refused(client: TestClient) -> None:
+    images = client.get("/v1/regions/wuhan/images")
+    assert images.status_code == 200
+    assert [(i["name"], i["source"]) for i in images.json()] == [
+        ("kylin-v10", "site"),
+        ("openeuler-22.03", "site"),
+        ("uos-v20", "site"),
+    ]
+    assert client.get("/v1/regions/nowhere/images").status_code == 404
+
+    body = {
+        "tenant": "hubei.wuhan",
+        "cloud": "egov",
+        "region": "wuhan",
+        "new_system": {"name": "image-check", "mlps_level": 2},
+        "declaration": {"items": [{"name": "x", "sharing": "unconditional", "catalogue_ref": "HB-1"}]},
+        "spec": {"kind": "vm", "flavor": "c2.medium", "image": "windows-xp", "count": 1},
+    }
+    refused = client.post("/v1/requests", json=body)
+    assert refused.status_code == 422, refused.text
+    problem = refused.json()
+    assert problem["field"] == "spec.image"
+    assert "windows-xp" in problem["detail"] and "kylin-v10" in problem["detail"]
+
+
+def test_glance_sync_replaces_a_regions_images_and_is_audited(engine: Engine) -> None:
+    from controlplane.audit.chain import append_hook
+    from controlplane.catalogue import service
+    from controlplane.db.uow import unit_of_work
+    from provisioners.base import ImageRef
+
+    found = [
+        ImageRef("id-1", "kylin-v10-sp3", "qcow2", 20, 1024, 10**9),
+        ImageRef("id-2", "kylin-v10-sp3", "raw", 20, 1024, 10**9),  # a duplicate name: the first wins
+        ImageRef("id-3", "uos-v20", "qcow2", 20, 1024, 10**9),
+    ]
+    with unit_of_work(engine, before_commit=[append_hook]) as uow:
+        changed = service.sync_glance_images(uow, "xiangyang", found)
+    assert changed == {"added": ["kylin-v10-sp3"], "removed": ["kylin-v10", "openeuler-22.03"]}
+    with unit_of_work(engine, readonly=True) as uow:
+        rows = {r.name: (r.image_id, r.source) for r in service.images(uow, "xiangyang")}
+        other = [r.name for r in service.images(uow, "wuhan")]
+        event = uow.session.execute(
+            text("SELECT target, action FROM audit_events WHERE action = 'catalogue.images-sync'")
+        ).one()
+    assert rows == {"kylin-v10-sp3": ("id-1", "glance"), "uos-v20": ("id-3", "glance")}
+    assert other == ["kylin-v10", "openeuler-22.03", "uos-v20"], "other regions are untouched"
+    assert tuple(event) == ("xiangyang", "catalogue.images-sync")

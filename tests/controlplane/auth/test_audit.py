@@ -11,11 +11,15 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
-from controlplane.audit.chain import verify
+from controlplane.audit import chain
+from controlplane.audit.chain import append_hook, integrate, verify
 from controlplane.audit.collector import AuditCollector
+from controlplane.audit.models import AuditEvent
+from controlplane.audit.record import AuditRecord
 from controlplane.audit.tasks import verify_chain
 from controlplane.db.uow import unit_of_work
 from controlplane.worker.runtime import WorkerContext
@@ -160,9 +164,45 @@ def test_concurrent_writers_keep_the_chain_gapless(api_as: Callable[..., TestCli
     for t in threads:
         t.join()
     assert not errors
+
+    def count(table: str) -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT count(*) FROM {table} WHERE action = 'tenant.create'")).scalar_one())
+
+    # Each unit chains after its commit; one that found another integrating may have left its
+    # event queued for the periodic task, but none is lost or chained twice.
+    assert count("audit_events") + count("audit_queue") == 30
+    integrate(engine, drain=True)
+    assert (count("audit_events"), count("audit_queue")) == (30, 0)
     with unit_of_work(engine, readonly=True) as uow:
         result = verify(uow.session)
-    assert result.ok, result.problem
-    with engine.connect() as conn:
-        creates = conn.execute(text("SELECT count(*) FROM audit_events WHERE action = 'tenant.create'")).scalar_one()
-    assert creates == 30
+    assert result.ok and result.pending == 0, result.problem
+
+
+def test_a_rolled_back_unit_leaves_no_event_and_a_failed_integration_loses_none(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(RuntimeError), unit_of_work(engine, before_commit=[append_hook]) as uow:
+        uow.audit(AuditRecord("test.rolled-back", "thing", "t1"))
+        raise RuntimeError("the unit fails after recording its event")
+    with unit_of_work(engine, readonly=True) as uow:
+        before = verify(uow.session)
+    assert before.pending == 0
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise OSError("database connection lost after the commit")
+
+    monkeypatch.setattr(chain, "integrate", broken)
+    with unit_of_work(engine, before_commit=[append_hook]) as uow:  # commits: the failure is only logged
+        uow.audit(AuditRecord("test.queued", "thing", "t2"))
+    monkeypatch.undo()
+    with unit_of_work(engine, readonly=True) as uow:
+        queued = verify(uow.session)
+    assert queued.ok and queued.pending == 1 and queued.head_seq == before.head_seq
+
+    assert integrate(engine, drain=True) == 1
+    with unit_of_work(engine, readonly=True) as uow:
+        after = verify(uow.session)
+        newest = uow.session.scalars(select(AuditEvent).order_by(col(AuditEvent.seq).desc()).limit(1)).one()
+    assert after.ok and after.pending == 0 and after.head_seq == before.head_seq + 1
+    assert (newest.action, newest.target) == ("test.queued", "t2")

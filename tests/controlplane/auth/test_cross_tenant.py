@@ -114,6 +114,7 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("POST", "/v1/tenants/{path}:retire"): Call("item", b_status=409, body=lambda ids: {"reason": "cross-tenant test"}),
     ("GET", "/v1/regions"): Call("global-read"),
     ("GET", "/v1/regions/{region}"): Call("global-read"),
+    ("GET", "/v1/regions/{region}/images"): Call("global-read"),
     ("PATCH", "/v1/regions/{region}"): Call("global-write", body=lambda ids: {"name_en": "x"}),
     ("GET", "/v1/clouds"): Call("global-read"),
     ("GET", "/v1/clouds/{cloud}"): Call("global-read"),

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from controlplane.api.app import create_app
+from controlplane.catalogue.tasks import sync_region as catalogue_sync
 from controlplane.db.uow import RecordingDispatcher
 from controlplane.operations import engine as ops
 from controlplane.settings import Settings
@@ -60,9 +61,10 @@ def box_world(
     provisioner = OpenStackProvisioner.from_config(
         CloudConfig(region=REGION, clouds_yaml=BOX_DIR / "clouds.yaml", cloud=CLOUD)
     )
+    synced = catalogue_sync(worker, REGION)  # the region's images are its Glance's
     with TestClient(app, raise_server_exceptions=False) as api:
         api.headers["Authorization"] = f"Bearer {token}"
-        yield {"api": api, "worker": worker, "image": image, "provisioner": provisioner}
+        yield {"api": api, "worker": worker, "image": image, "provisioner": provisioner, "synced": synced}
     project = provisioner.find_project(domain_name(COUNTY), project_name(COUNTY, CLOUD_CODE))
     if project is not None:
         provisioner.retire_project(project)
@@ -204,3 +206,32 @@ def test_capacity_and_usage_sync_from_the_box(
         drift = conn.execute(select(UsageReport.drift)).scalars().all()
     assert drift == [{"volume_gb": -2, "volumes": -1}]
     assert node(engine, COUNTY, CLOUD_CODE, REGION)["used"] == {"volume_gb": 2, "volumes": 1}, "not overwritten"
+
+
+def test_catalogue_sync_offers_glance_images_and_refuses_others_at_submit(
+    box_world: dict[str, Any], box_admin: openstack.connection.Connection
+) -> None:
+    api, image = box_world["api"], box_world["image"]
+    assert image.name in box_world["synced"]["added"]
+    assert "c1.small" in box_world["synced"]["flavors_created"] + [
+        f.name for f in box_admin.compute.flavors() if f.name == "c1.small"
+    ]
+    listed = {i["name"]: i for i in api.get(f"/v1/regions/{REGION}/images").json()}
+    assert listed[image.name]["source"] == "glance" and listed[image.name]["image_id"] == image.id
+    assert "kylin-v10" not in listed, "the site file's images are not offered where Glance is read"
+
+    body = {
+        "tenant": CITY,
+        "cloud": CLOUD_CODE,
+        "region": REGION,
+        "declaration": DECLARATION,
+        "new_system": {"name": "box-images", "mlps_level": 2},
+        "spec": {"kind": "vm", "flavor": "c1.small", "image": "kylin-v10", "count": 1},
+    }
+    refused = api.post("/v1/requests", json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["field"] == "spec.image" and image.name in refused.json()["detail"]
+
+    box_admin.image.delete_image(image)
+    assert image.name in catalogue_sync(box_world["worker"], REGION)["removed"]
+    assert image.name not in {i["name"] for i in api.get(f"/v1/regions/{REGION}/images").json()}
