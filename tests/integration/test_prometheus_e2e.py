@@ -7,8 +7,10 @@ RULES_MAY_BE_EMPTY below, with a reason. The rules are loaded into Prometheus it
 
 DR panels and the staged RPO-breach alert need the DR collector of issue #9, built on another
 branch: they are listed in AWAITING_DR_BRANCH. Until then their queries must answer without
-error and *empty* (so the set cannot go stale silently); at merge, the lead removes the set's
-entries and fills `stage_rpo_breach` below.
+error and *empty*, and the breach test is a strict xfail (so the set cannot go stale
+silently). `stage_rpo_breach` already writes the DR branch's rows when its tables exist (tried
+on a trial merge of both branches: every DR panel answered and ChutianDrRpoBreached fired); at
+merge the lead only empties AWAITING_DR_BRANCH.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Stack:
     headers: dict[str, str]
     data_dir: Path
     prometheus: str
+    staged_alert: str | None  # the DR alert stage_rpo_breach set up to fire (None: DR not merged)
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """Run an instant query; raise on an error answer (bad expression, evaluation failure)."""
@@ -188,6 +191,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             token = (data_dir / "admin-token").read_text().strip()
             headers = {"Authorization": f"Bearer {token}"}
             _generate_activity(api, headers)
+            staged_alert = stage_rpo_breach(data_dir)
             config = _prometheus_config(tmp, metrics_port)
             procs.append(
                 subprocess.Popen(
@@ -203,7 +207,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     start_new_session=True,
                 )
             )
-            stack = Stack(api, metrics_port, headers, data_dir, f"http://127.0.0.1:{prom_port}")
+            stack = Stack(api, metrics_port, headers, data_dir, f"http://127.0.0.1:{prom_port}", staged_alert)
             _wait(
                 "Prometheus did not become ready",
                 lambda: httpx.get(f"{stack.prometheus}/-/ready").is_success,
@@ -324,15 +328,91 @@ def test_every_rule_reads_series_that_exist(stack: Stack, rules_file: str, rule:
 # --- the staged RPO breach -----------------------------------------------------------------------
 
 
-def stage_rpo_breach(stack: Stack) -> str:
-    """Make one DR policy breach its RPO and return the alert name expected to fire.
+def stage_rpo_breach(data_dir: Path) -> str | None:
+    """Stage one DR policy in breach of its RPO, with a verified run and a passed drill so every
+    DR panel has data, and return the alert expected to fire; None while the DR tables of
+    issue #9 are not on this branch (AWAITING_DR_BRANCH).
 
-    AWAITING_DR_BRANCH: at merge, the lead fills this with the DR branch's models against the
-    embedded database (`stack.data_dir / "chutian.sqlite3"`): a policy with a 60 s RPO target
-    whose newest verified recovery point is an hour old, then returns the RPO-breach alert's
-    name from monitoring/rules/dr.rules.yml.
+    The policy (tenant hubei.wuhan, RPO target 10 min) has its newest verified recovery point an
+    hour old; nothing is due for a day, so the scheduler leaves it alone. Rows go straight into
+    the embedded database: the collector reads rows, exactly what a real breach leaves there.
     """
-    raise NotImplementedError(AWAITING_DR_BRANCH_REASON)
+    try:
+        from controlplane.backup.models import BackupDrill, BackupPolicy, BackupRun
+    except ImportError:
+        return None
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import create_engine, select
+    from sqlmodel import Session
+
+    from controlplane.requests.models import InformationSystem
+    from controlplane.tenants.models import Tenant
+
+    now = datetime.now(UTC)
+    engine = create_engine(f"sqlite:///{data_dir / 'chutian.sqlite3'}", connect_args={"timeout": 30})
+    with Session(engine) as session:
+        tenant = session.scalars(select(Tenant).where(Tenant.path == "hubei")).one()
+        system = session.scalars(select(InformationSystem).where(InformationSystem.tenant_id == tenant.id)).first()
+        assert system is not None, "the activity above proposes systems for hubei"
+        policy = BackupPolicy(
+            tenant_id=tenant.id,
+            system_id=system.id,
+            slug="e2e-breach",
+            source_paths=["/srv/e2e"],
+            schedule="0 2 * * *",
+            drill_schedule="0 3 * * 0",
+            rpo_target_s=600,
+            retention={"last": 3},
+            source_region="wuhan",
+            target_region="yichang",
+            repository_url="swift:chutian-dr:/e2e-breach",
+            repository_prefix="e2e-breach",
+            password_sealed="not-a-real-secret: the scheduler never opens this repository",
+            next_due_at=now + timedelta(days=1),
+            last_claimed_at=now,
+            drill_next_due_at=now + timedelta(days=1),
+            drill_last_claimed_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(policy)
+        session.flush()
+        hour_ago = now - timedelta(hours=1)
+        run = BackupRun(
+            policy_id=policy.id,
+            tenant_id=tenant.id,
+            state="verified",
+            scheduled_for=hour_ago,
+            started_at=hour_ago,
+            uploaded_at=hour_ago,
+            finished_at=hour_ago,
+            bytes_uploaded=1 << 30,
+            snapshot_id="e2e0000000000000000000000000000000000000000000000000000000000000",
+            snapshot_time=hour_ago,
+            created_at=hour_ago,
+            updated_at=hour_ago,
+        )
+        session.add(run)
+        session.flush()
+        session.add(
+            BackupDrill(
+                policy_id=policy.id,
+                tenant_id=tenant.id,
+                run_id=run.id,
+                state="passed",
+                snapshot_id=run.snapshot_id,
+                scheduled_for=hour_ago,
+                started_at=hour_ago,
+                finished_at=hour_ago + timedelta(minutes=2),
+                rto_s=120.0,
+                created_at=hour_ago,
+                updated_at=hour_ago,
+            )
+        )
+        session.commit()
+    engine.dispose()
+    return "ChutianDrRpoBreached"
 
 
 @pytest.mark.xfail(
@@ -342,13 +422,16 @@ def stage_rpo_breach(stack: Stack) -> str:
     strict=True,
 )
 def test_staged_rpo_breach_alert_reaches_firing(stack: Stack) -> None:
-    alert = stage_rpo_breach(stack)
+    alert = stack.staged_alert
+    if alert is None:
+        raise NotImplementedError(AWAITING_DR_BRANCH_REASON)
 
     def firing() -> bool:
         alerts = httpx.get(f"{stack.prometheus}/api/v1/alerts").json()["data"]["alerts"]
         return any(a["labels"]["alertname"] == alert and a["state"] == "firing" for a in alerts)
 
     _wait(f"{alert} did not reach firing", firing, 30)
+    assert [r["value"][1] for r in stack.query('chutian_dr_compliant{policy="e2e-breach"}')] == ["0"]
 
 
 # --- a condition staged now: the same path the RPO breach will take --------------------------------
