@@ -20,7 +20,8 @@ RUN apt-get update \
  && groupadd --gid 10001 chutian \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin chutian
 COPY --from=build /opt/chutian /opt/chutian
-COPY playbooks /opt/chutian/playbooks
+# provisioners/ansible.py looks for playbooks/ beside its package (site-packages/playbooks)
+COPY playbooks /opt/chutian/lib/python3.11/site-packages/playbooks
 ENV PATH=/opt/chutian/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp \
     CHUTIAN_DATA_DIR=/var/lib/chutian
 # Runs with a read-only root filesystem: /tmp and the data dir are emptyDir volumes in the chart.
