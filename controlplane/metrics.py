@@ -56,11 +56,14 @@ def load_collector_modules() -> None:
     from controlplane.requests import collector as _requests  # noqa: F401
 
 
-def build_registry(engine: Engine) -> tuple[CollectorRegistry, Histogram]:
-    load_collector_modules()
+def build_registry(engine: Engine, *, domain: bool = True) -> tuple[CollectorRegistry, Histogram]:
+    """The process's registry: the DB-derived collectors (unless `domain` is off, as on API
+    replicas whose gauges one `chutian metrics` process serves) and the API latency histogram."""
     registry = CollectorRegistry(auto_describe=False)
-    for factory in COLLECTOR_FACTORIES:
-        registry.register(factory(engine))
+    if domain:
+        load_collector_modules()
+        for factory in COLLECTOR_FACTORIES:
+            registry.register(factory(engine))
     latency = Histogram(
         "chutian_api_request_duration_seconds",
         "API request latency by route template, method and status class",

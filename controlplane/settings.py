@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     )
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
+    # With several API replicas every one would serve the same DB-derived gauges (duplicate
+    # series); the chart turns this off on the API and runs `chutian metrics` once instead.
+    metrics_domain: bool = Field(default=True, description="Serve the DB-derived gauges on the metrics port")
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     heartbeat_max_age_s: float = Field(default=30.0, gt=0)
     demo_data: bool = True

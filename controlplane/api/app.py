@@ -40,7 +40,7 @@ def create_app(
     owns_engine = engine is None
     engine = engine or make_engine(settings.resolved_database_url)
     site = site or load_site(settings.site_file)
-    registry, latency = build_registry(engine)
+    registry, latency = build_registry(engine, domain=settings.metrics_domain)
     broker_probe = None
     if dispatcher is None:
         from controlplane.worker.celery_app import CeleryDispatcher, create_celery

@@ -137,6 +137,32 @@ def scheduler() -> None:
     create_celery(settings).start(argv=["beat", f"--loglevel={settings.log_level}"])
 
 
+@app.command()
+def metrics(
+    host: Annotated[str | None, typer.Option(help="Listen address (default CHUTIAN_METRICS_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default CHUTIAN_METRICS_PORT)")] = None,
+) -> None:
+    """Serve only the DB-derived gauges: one per deployment, so API replicas need not (the chart)."""
+    import signal
+    import threading
+
+    from prometheus_client import start_http_server
+
+    from controlplane.db.engine import make_engine
+    from controlplane.metrics import build_registry
+
+    settings = _settings()
+    _logging(settings)
+    registry, _ = build_registry(make_engine(settings.resolved_database_url), domain=True)
+    listen = (host or settings.metrics_host, port if port is not None else settings.metrics_port)
+    start_http_server(listen[1], addr=listen[0], registry=registry)
+    out.print(f"metrics on http://{listen[0]}:{listen[1]}/metrics")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+
+
 @app.command("secret-key")
 def secret_key() -> None:
     """Print a new Fernet key (append it to CHUTIAN_SECRET_KEYS_FILE)."""

@@ -5,6 +5,9 @@ city, county, district, unit; ``region`` for region nodes), resource. Only nodes
 ``CHUTIAN_QUOTA_METRICS_DEPTH`` tenant levels below the province are exported (default 1:
 the province, departments and cities), so cardinality stays bounded however many counties
 and units are onboarded; deeper consumption is already inside their ancestors' figures.
+
+chutian_quota_nodes{region,cloud,tenant_level,mode} counts every node, at every depth, by
+mode (slice or shared; root for region nodes): bounded by regions x clouds x kinds x modes.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -45,8 +48,20 @@ class QuotaCollector(Collector):
             .where(or_(col(QuotaNode.tenant_id).is_(None), col(QuotaNode.depth) <= self.max_depth + 1))
             .order_by(col(QuotaNode.region), col(QuotaNode.depth))
         )
+        nodes = GaugeMetricFamily(
+            "chutian_quota_nodes",
+            "Ledger nodes by tenant level and mode (slice, shared; root: region)",
+            labels=["region", "cloud", "tenant_level", "mode"],
+        )
+        counts = (
+            select(QuotaNode.region, QuotaNode.cloud, Tenant.kind, QuotaNode.mode, func.count())
+            .outerjoin(Tenant, col(Tenant.id) == col(QuotaNode.tenant_id))
+            .group_by(QuotaNode.region, QuotaNode.cloud, Tenant.kind, QuotaNode.mode)
+        )
         with Session(self.engine) as session:
             rows = list(session.execute(stmt))
+            for region, cloud, kind, mode, n in session.execute(counts):
+                nodes.add_metric([region, cloud or "", kind or "region", mode], float(n))
         for node, code, kind in rows:
             base = [node.region, node.cloud or "", code or "", kind or "region"]
             resources = sorted(set(node.limits) | set(node.used) | set(node.reserved))
@@ -59,6 +74,7 @@ class QuotaCollector(Collector):
         yield limit
         yield used
         yield reserved
+        yield nodes
 
     def describe(self) -> Iterable[Any]:
         return []

@@ -28,8 +28,9 @@ from sqlalchemy.engine import CursorResult
 from sqlmodel import col
 
 from controlplane.db.uow import Job, UnitOfWork, run_in_unit, unit_of_work
-from controlplane.operations.models import Operation, OperationState
+from controlplane.operations.models import BackendErrorEvent, Operation, OperationState
 from controlplane.worker.runtime import WorkerContext
+from provisioners.errors import ProvisionerError
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,17 @@ def _owned(uow: UnitOfWork, op_id: uuid.UUID, owner: str) -> Operation:
     return op
 
 
+def _record_backend_error(uow: UnitOfWork, op: Operation, exc: BaseException, step: str | None) -> None:
+    """If a provisioner error caused `exc`, keep a row for chutian_backend_errors_total."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, ProvisionerError):
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(seen, ProvisionerError):
+        uow.session.add(
+            BackendErrorEvent(backend=seen.backend, kind=seen.kind, operation_id=op.id, step=step, at=uow.now())
+        )
+
+
 def _append_log(op: Operation, now: Any, message: str) -> None:
     op.log = [*op.log, {"at": now.isoformat(), "message": message}][-LOG_KEEP:]
 
@@ -210,7 +222,7 @@ def _run_steps(ctx: WorkerContext, op_id: uuid.UUID, owner: str, keeper: _LeaseK
         except LeaseLost:
             raise
         except TransientError as exc:
-            return _park(ctx, op_id, owner, exc)
+            return _park(ctx, op_id, owner, exc, step=current)
         except PermanentFailure as exc:
             return _fail(ctx, op_id, owner, OperationState.FAILED, exc, failing=current)
         except Exception as exc:  # OperatorError and anything unexpected: an operator must look
@@ -218,12 +230,13 @@ def _run_steps(ctx: WorkerContext, op_id: uuid.UUID, owner: str, keeper: _LeaseK
             return _fail(ctx, op_id, owner, OperationState.ERRORED, exc, failing=current)
 
 
-def _park(ctx: WorkerContext, op_id: uuid.UUID, owner: str, exc: Exception) -> str:
+def _park(ctx: WorkerContext, op_id: uuid.UUID, owner: str, exc: Exception, *, step: str | None = None) -> str:
     def work(uow: UnitOfWork) -> str:
         op = _owned(uow, op_id, owner)
         if op.attempts >= MAX_TRANSIENT_ATTEMPTS:
-            raise OperatorError(f"gave up after {op.attempts} attempts: {exc}")
+            raise OperatorError(f"gave up after {op.attempts} attempts: {exc}") from exc
         now = uow.now()
+        _record_backend_error(uow, op, exc, step)
         op.state, op.owner, op.lease_expires_at = OperationState.QUEUED.value, None, None
         op.next_attempt_at = now + backoff(op.attempts)
         op.last_error = f"transient: {exc}"
@@ -275,6 +288,7 @@ def _fail(
     with unit_of_work(ctx.engine, clock=ctx.clock, dispatcher=ctx.dispatcher) as uow:
         op = _owned(uow, op_id, owner)
         message = f"{type(exc).__name__}: {exc}" + (f"; {compensation_error}" if compensation_error else "")
+        _record_backend_error(uow, op, exc, failing)
         _finish(uow, op, state, error=message, compensated=compensation_error is None)
     return state.value
 

@@ -52,3 +52,19 @@ class Operation(SQLModel, table=True):
     updated_at: datetime = ts_field()
     started_at: datetime | None = ts_field(nullable=True)
     finished_at: datetime | None = ts_field(nullable=True)
+
+
+class BackendErrorEvent(SQLModel, table=True):
+    """One error a backend raised during an operation step, kept so that
+    `chutian_backend_errors_total{backend,kind}` is a counter a restart never resets."""
+
+    __tablename__ = "backend_errors"
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True, autoincrement=True))
+    backend: str = Field(sa_column=Column(String(40), nullable=False))
+    kind: str = Field(sa_column=Column(String(40), nullable=False))
+    operation_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(Uuid(), ForeignKey("operations.id", ondelete="CASCADE"), index=True)
+    )
+    step: str | None = Field(default=None, sa_column=Column(String(80)))
+    at: datetime = ts_field()
