@@ -58,6 +58,21 @@ def conditional_owners(declaration: Mapping[str, Any] | None) -> list[str]:
     )
 
 
+# The longest RPO (seconds) a remote-backup enrolment may promise, by MLPS level.
+MAX_RPO_S: Mapping[int, int] = {2: 86400, 3: 4 * 3600, 4: 3600}
+
+
+def max_rpo_s(level: int) -> int:
+    return MAX_RPO_S.get(level, min(MAX_RPO_S.values()))
+
+
+def rpo_problems(*, level: int, rpo_target_s: int) -> list[str]:
+    """A level-3/4 system cannot enrol with a slack RPO (the form offers only what fits)."""
+    if rpo_target_s > max_rpo_s(level):
+        return [f"spec.rpo_target_s: a level-{level} system needs an RPO of at most {max_rpo_s(level)} s"]
+    return []
+
+
 def mlps_problems(*, level: int, region: str, assessed: Sequence[int], has_backup: bool, kind: str) -> list[str]:
     """Level-3/4 systems: only in assessed regions, and not without remote backup."""
     problems: list[str] = []

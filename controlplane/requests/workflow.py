@@ -83,6 +83,8 @@ def _gates(uow: UnitOfWork, req: Request, system: InformationSystem) -> None:
         ).first()
         is not None
     )
+    if req.kind == RequestKind.BACKUP_ENROLMENT.value:
+        problems += rules.rpo_problems(level=system.mlps_level, rpo_target_s=int(req.spec.get("rpo_target_s", 0)))
     problems += rules.mlps_problems(
         level=system.mlps_level,
         region=req.region,
