@@ -167,10 +167,9 @@ async def create_request(request: Request, kind: str, uow: web.Uow, who: web.Who
             refusal = _refusal(uow, exc)
         except DomainError as exc:
             uow.rollback()
-            if isinstance(exc, NotFound) and "tenant" in exc.detail:
-                errors.fields["tenant"] = exc.detail
-            else:
-                errors.general.append(exc.detail)
+            if isinstance(exc, NotFound):  # a tenant or system the caller may not see (the selects offer none)
+                return web.error_page(request, exc)
+            errors.general.append(exc.detail)
     ctx = _form_context(uow, who, kind, dict(form))
     status = 409 if refusal else (422 if errors else 200)
     return web.render(request, "request_form.html", status=status, errors=errors, refusal=refusal, checked=True, **ctx)

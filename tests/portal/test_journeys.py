@@ -172,9 +172,7 @@ def test_backup_enrolment_offers_only_the_rpos_its_mlps_level_allows(portal_worl
     w = portal_world
     allocate(engine, CITY, "shared", {"backup_gb": 1000}, cloud="egov", region="yichang")  # the DR site's chain
     level2 = w.city_admin.get(f"/requests/new/backup-enrolment?cloud=egov&tenant={CITY}").text
-    level3 = w.city_admin.get(
-        f"/requests/new/backup-enrolment?cloud=egov&tenant={CITY}&new_system.mlps_level=3"
-    ).text
+    level3 = w.city_admin.get(f"/requests/new/backup-enrolment?cloud=egov&tenant={CITY}&new_system.mlps_level=3").text
     rpos = re.compile(r'<option value="(\d+)"[^>]*>\d+ 小时')
     assert rpos.findall(level2) == ["3600", "14400", "43200", "86400"]
     del level3  # the query string does not carry the level; the POST below does
