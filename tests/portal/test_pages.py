@@ -185,3 +185,13 @@ def test_english_login_page(app: FastAPI) -> None:
     client = TestClient(app)
     client.cookies.set("chutian_lang", "en")
     assert "<h1>Log in to the Chutian Cloud portal</h1>" in client.get("/login").text
+
+
+def test_serve_demo_requests_are_made_once_through_the_services(engine: Engine) -> None:
+    from controlplane.portal.demo import seed_portal_demo
+
+    assert seed_portal_demo(engine) == 2
+    assert seed_portal_demo(engine) == 0, "idempotent"
+    with engine.connect() as conn:
+        states = sorted(conn.exec_driver_sql("SELECT state FROM requests").scalars())
+    assert states == ["draft", "pending_approval"]
