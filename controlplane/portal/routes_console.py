@@ -4,9 +4,8 @@ console (failed/errored work, lookup by id, capacity with freshness) and the aud
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 from sqlmodel import col
@@ -77,17 +76,18 @@ def quota_tree(
     request: Request,
     uow: web.Uow,
     who: web.Who,
-    region: Annotated[str | None, Query(max_length=20)] = None,
-    cloud: Annotated[str | None, Query(max_length=20)] = None,
-    page: Annotated[int, Query(ge=1, le=100)] = 1,
+    region: str | None = None,
+    cloud: str | None = None,
+    page: str = "1",
 ) -> Response:
-    nodes = _node_page(uow, region or None, cloud or None, page)
+    page_no = web.page_number(page, last=100)
+    nodes = _node_page(uow, region or None, cloud or None, page_no)
     return web.render(
         request,
         "quotas.html",
         nodes=nodes,
         params={"region": region or "", "cloud": cloud or ""},
-        page=page,
+        page=page_no,
         resources=RESOURCES,
         result=None,
         status_code=200,
@@ -152,8 +152,8 @@ def console(
     request: Request,
     uow: web.Uow,
     who: web.Who,
-    lookup: Annotated[str | None, Query(max_length=80)] = None,
-    state: Annotated[str, Query(max_length=20)] = "errored",
+    lookup: str | None = None,
+    state: str = "errored",
 ) -> Response:
     try:
         _require_operator(who)
@@ -194,13 +194,14 @@ def audit_log(
     request: Request,
     uow: web.Uow,
     who: web.Who,
-    actor: Annotated[str | None, Query(max_length=200)] = None,
-    action: Annotated[str | None, Query(max_length=100)] = None,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    actor: str | None = None,
+    action: str | None = None,
+    after: str | None = None,
 ) -> Response:
     try:
         flt = audit.AuditFilter(actor=actor or None, action=action or None)
-        events, nxt = audit.list_events(uow, who, flt, after=after, limit=50)
+        seq = int(after) if after and after.isascii() and after.isdigit() else None
+        events, nxt = audit.list_events(uow, who, flt, after=seq, limit=50)
     except DomainError as exc:
         return web.error_page(request, exc)
     return web.render(

@@ -4,9 +4,9 @@ progress fragment. Every call goes through ``controlplane.requests`` services.""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -80,13 +80,15 @@ def _form_context(uow: UnitOfWork, who: Principal, kind: str, values: dict[str, 
     chosen = next((s for s, _ in systems if str(s.id) == values.get("system")), None)
     if chosen is not None:
         level = chosen.mlps_level
-    elif (values.get("new_system.mlps_level") or "").isdigit():
+    elif values.get("new_system.mlps_level") in ("2", "3", "4"):
         level = int(values["new_system.mlps_level"])
     key = None
-    if values["tenant"] and values["cloud"] and values["region"]:
-        key_region = values.get("spec.target_region") if kind == "backup-enrolment" else values["region"]
-        if key_region:
+    key_region = values.get("spec.target_region") if kind == "backup-enrolment" else values["region"]
+    if values["tenant"] and values["cloud"] and key_region:
+        try:
             key = NodeKey(values["tenant"], values["cloud"], key_region)
+        except ValueError:  # whatever was typed into the URL: no chain to show
+            key = None
     return {
         "kind": kind,
         "values": values,
@@ -180,12 +182,13 @@ def list_page(
     request: Request,
     uow: web.Uow,
     who: web.Who,
-    tab: Annotated[str, Query(max_length=20)] = "mine",
-    state: Annotated[str | None, Query(max_length=30)] = None,
-    kind: Annotated[str | None, Query(max_length=30)] = None,
-    sort: Annotated[str, Query(max_length=20)] = "newest",
-    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    tab: str = "mine",
+    state: str | None = None,
+    kind: str | None = None,
+    sort: str = "newest",
+    page: str = "1",
 ) -> Response:
+    page_no = web.page_number(page, last=10_000)
     tab = tab if tab in TABS else "mine"
     sort = sort if sort in service.SORTS else "newest"
     chosen_state = RequestState(state) if state in {s.value for s in RequestState} else None
@@ -197,14 +200,14 @@ def list_page(
         mine=tab == "mine",
         decided=tab == "decided",
     )
-    rows, total = service.page_requests(uow, who, flt, sort=sort, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    rows, total = service.page_requests(uow, who, flt, sort=sort, offset=(page_no - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     params = {"tab": tab, "state": chosen_state.value if chosen_state else "", "kind": chosen_kind or "", "sort": sort}
     return web.render(
         request,
         "requests.html",
         rows=rows,
         total=total,
-        page=page,
+        page=page_no,
         pages=max(1, -(-total // PAGE_SIZE)),
         tab=tab,
         tabs=TABS,

@@ -186,6 +186,11 @@ def csrf_rejected(request: Request, _: Exception) -> Response:
     return render(request, "error.html", status=403, status_code=403, detail=None, csrf_failed=True)
 
 
+def page_number(raw: str, *, last: int) -> int:
+    """A page number from the URL; anything odd is the first page (lists never fail on it)."""
+    return min(int(raw), last) if raw.isascii() and raw.isdigit() and int(raw) > 0 else 1
+
+
 def safe_next(target: str | None) -> str:
     """Only local paths: a log-in link cannot send the user to another site."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
