@@ -16,7 +16,7 @@ from controlplane.auth.policy import can
 from controlplane.auth.principal import Principal
 from controlplane.catalogue import service as catalogue
 from controlplane.db.uow import UnitOfWork
-from controlplane.errors import Conflict, DomainError, Forbidden, NotFound
+from controlplane.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
 from controlplane.ledger import service as ledger
 from controlplane.ledger.errors import QuotaRefused
 from controlplane.ledger.schemas import NodePublic, chain_public
@@ -380,8 +380,16 @@ def _verb_handler(name: str) -> Any:
             )
             ctx = _detail_context(uow, who, seen)
             status = 409 if taken else status_for(exc)
+            missing_reason = isinstance(exc, ValidationFailed) and exc.fields.get("field") == "reason"
             return web.render(
-                request, "request_detail.html", status=status, error=exc.detail, taken=taken, verb=name, **ctx
+                request,
+                "request_detail.html",
+                status=status,
+                error=exc.detail,
+                missing_reason=missing_reason,
+                taken=taken,
+                verb=name,
+                **ctx,
             )
 
     handler.__name__ = f"portal_{name}"

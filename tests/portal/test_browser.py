@@ -296,7 +296,7 @@ def test_rejection_needs_a_reason_then_edit_and_resubmit_keeps_rounds(
     admin = approvers[0].page
     admin.goto(f"/requests/{rid}")
     admin.get_by_role("button", name="驳回").click()
-    expect(admin.locator("#verb-error")).to_contain_text("reason")
+    expect(admin.locator("#verb-error")).to_contain_text("必须填写理由")
     admin.get_by_label("理由（驳回或退回时必填）").fill("请改用 c1.small 规格")
     admin.get_by_role("button", name="退回修改").click()
     expect(admin.locator("h1")).to_contain_text("已退回修改")

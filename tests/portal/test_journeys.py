@@ -91,7 +91,7 @@ def test_reject_needs_a_reason_then_edit_and_resubmit_keeps_earlier_rounds(porta
     w = portal_world
     rid = conditional_vm(w)
     refused = w.county_admin.post(f"/requests/{rid}/reject", {"reason": ""}, page=f"/requests/{rid}")
-    assert refused.status_code == 422 and "reason" in refused.text
+    assert refused.status_code == 422 and "驳回或退回必须填写理由" in refused.text
     returned = w.county_admin.post(f"/requests/{rid}/return", {"reason": "请改用 c1.small"}, page=f"/requests/{rid}")
     assert returned.status_code == 303
     edit = w.clerk.get(f"/requests/{rid}/edit")

@@ -195,3 +195,23 @@ def test_serve_demo_requests_are_made_once_through_the_services(engine: Engine) 
     with engine.connect() as conn:
         states = sorted(conn.exec_driver_sql("SELECT state FROM requests").scalars())
     assert states == ["draft", "pending_approval"]
+
+
+def test_lists_paginate_filter_and_sort_on_the_server_with_state_in_the_url(portal_world: PortalWorld) -> None:
+    clerk = portal_world.clerk
+    for i in range(22):
+        form = {**vm_form(count=1, flavor="c1.small"), "title": f"req-{i:02d}", "action": "draft"}
+        assert clerk.post("/requests/new/vm", form).status_code == 303
+    first = clerk.get("/requests?tab=mine&state=draft&sort=oldest").text
+    titles = re.findall(r">(req-\d\d)</a>", first)
+    assert titles == [f"req-{i:02d}" for i in range(20)], "20 a page, oldest first"
+    assert "共 22 条申请" in first and "第 1 页，共 2 页" in first
+    nxt = re.search(r'href="(/requests\?[^"]*page=2[^"]*)"', first)
+    assert nxt, "a next-page link"
+    link = nxt.group(1).replace("&amp;", "&")
+    assert "state=draft" in link and "sort=oldest" in link and "tab=mine" in link, "filters stay in the URL"
+    second = clerk.get(link).text
+    assert re.findall(r">(req-\d\d)</a>", second) == ["req-20", "req-21"]
+    newest = clerk.get("/requests?tab=mine&sort=newest").text
+    assert re.findall(r">(req-\d\d)</a>", newest)[0] == "req-21"
+    assert "共 0 条申请" in clerk.get("/requests?tab=mine&state=approved").text
