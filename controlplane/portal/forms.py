@@ -17,6 +17,14 @@ from controlplane.requests.specs import RequestKind
 KINDS: tuple[str, ...] = tuple(k.value for k in RequestKind)
 SHARING = tuple(s.value for s in rules.Sharing)
 RPO_CHOICES_S = (3600, 4 * 3600, 12 * 3600, 86400)
+# the ledger resources each kind asks for (the columns of the remaining-quota table)
+RESOURCES_OF: dict[str, tuple[str, ...]] = {
+    "vm": ("vcpus", "ram_mb", "instances"),
+    "volume": ("volume_gb", "volumes"),
+    "bucket": ("object_gb",),
+    "k8s-namespace": ("k8s_cpu_m", "k8s_memory_mb"),
+    "backup-enrolment": ("backup_gb",),
+}
 
 
 @dataclass

@@ -104,6 +104,7 @@ def _form_context(uow: UnitOfWork, who: Principal, kind: str, values: dict[str, 
         "mlps_level": level,
         "sharing": forms.SHARING,
         "chain": _chain(uow, who, key),
+        "resources": forms.RESOURCES_OF.get(kind, ("vcpus", "ram_mb", "instances")),
     }
 
 
