@@ -235,7 +235,7 @@ def _detail_context(uow: UnitOfWork, who: Principal, seen: service.Visible) -> d
     with service.as_system(uow):  # a step holder sees the impact on every level it decides on
         key_region = str(req.spec.get("target_region", req.region))
         chain = _chain(uow, who, NodeKey(path, req.cloud, key_region))
-    mine = service._current_mine(steps, who, req) if state == RequestState.PENDING_APPROVAL else []
+    mine = service.current_steps_among(steps, who, req) if state == RequestState.PENDING_APPROVAL else []
     creator = seen.in_scope and can(who, "requests.create", path)
     may_retry = (state == RequestState.ERRORED and can(who, "requests.retry-errored", path)) or (
         state == RequestState.FAILED and creator

@@ -381,7 +381,7 @@ def page_requests(
         steps = uow.session.scalars(
             select(ApprovalStep).where(col(ApprovalStep.request_id).in_([r.id for r, _ in rows]))
         ).all()
-        rows = [(r, p) for r, p in rows if _current_mine([s for s in steps if s.request_id == r.id], who, r)]
+        rows = [(r, p) for r, p in rows if current_steps_among([s for s in steps if s.request_id == r.id], who, r)]
     return rows, total
 
 
@@ -405,10 +405,11 @@ def transitions_of(uow: UnitOfWork, request_id: uuid.UUID) -> list[RequestTransi
 
 def current_steps_for(uow: UnitOfWork, who: Principal, req: Request) -> list[ApprovalStep]:
     """The pending steps of the lowest undecided order that `who` may decide."""
-    return _current_mine(steps_of(uow, req.id), who, req)
+    return current_steps_among(steps_of(uow, req.id), who, req)
 
 
-def _current_mine(steps: Sequence[ApprovalStep], who: Principal, req: Request) -> list[ApprovalStep]:
+def current_steps_among(steps: Sequence[ApprovalStep], who: Principal, req: Request) -> list[ApprovalStep]:
+    """`current_steps_for` over steps already loaded (a list page loads them in one query)."""
     pending = [s for s in steps if s.round == req.round and s.decision == Decision.PENDING.value]
     if not pending:
         return []
