@@ -123,6 +123,9 @@ def _routes(app: FastAPI) -> None:
     app.include_router(requests)
     app.include_router(ledger)
     app.include_router(backup)
+    from controlplane.portal import install as install_portal
+
+    install_portal(app)  # pages at / (the API stays under /v1)
 
     @app.get("/healthz", tags=["system"], include_in_schema=True)
     def healthz() -> dict[str, str]:

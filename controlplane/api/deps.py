@@ -46,7 +46,9 @@ def current_principal(
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
-def get_uow(request: Request, principal: PrincipalDep) -> Iterator[UnitOfWork]:
+def open_uow(request: Request, principal: Principal) -> Iterator[UnitOfWork]:
+    """The request's unit: read-only for reads, committed before the response for writes.
+    Shared by the API and the portal, so both commit (and audit) the same way."""
     ctx = app_context(request)
     readonly = request.method in READ_METHODS
     uow = UnitOfWork(
@@ -70,6 +72,10 @@ def get_uow(request: Request, principal: PrincipalDep) -> Iterator[UnitOfWork]:
         raise
     finally:
         uow.close()
+
+
+def get_uow(request: Request, principal: PrincipalDep) -> Iterator[UnitOfWork]:
+    yield from open_uow(request, principal)
 
 
 UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]

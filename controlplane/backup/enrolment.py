@@ -25,6 +25,7 @@ from controlplane.db.uow import UnitOfWork
 from controlplane.errors import Conflict, PolicyViolation
 from controlplane.ledger import service as ledger
 from controlplane.operations.engine import OperatorError, PermanentFailure, Step, StepContext, register_step
+from controlplane.requests import rules
 from controlplane.requests.backends import call as backend_call
 from controlplane.requests.models import InformationSystem, Request
 from controlplane.requests.service import as_system, owner_of
@@ -33,9 +34,6 @@ from controlplane.worker.runtime import WorkerContext
 from quotas import NodeKey
 
 KIND = "request.backup-enrolment"
-# The strictest RPO a system may be enrolled with is not ours to loosen: level 4 systems
-# must meet 4 h, level 3 one day (MLPS guidance for remote DR); level 2 is free.
-MLPS_MAX_RPO_S = {3: 86_400, 4: 4 * 3600}
 
 
 class RpoNotFeasible(PolicyViolation):
@@ -50,9 +48,9 @@ def check_feasible(uow: UnitOfWork, req: Request, path: str) -> None:
     tenant = uow.session.scalars(select(Tenant).where(Tenant.path == path)).one()
     system = uow.session.get(InformationSystem, req.system_id)
     level = system.mlps_level if system is not None else 2
-    limit = MLPS_MAX_RPO_S.get(level)
+    limit = rules.max_rpo_s(level)  # one table for the API, the gates and the portal's choices
     rpo = timedelta(seconds=int(spec["rpo_target_s"]))
-    if limit is not None and rpo.total_seconds() > limit:
+    if rpo.total_seconds() > limit:
         raise PolicyViolation(
             f"an MLPS level-{level} system needs an RPO of at most {format_duration(timedelta(seconds=limit))}, "
             f"not {format_duration(rpo)}",

@@ -65,6 +65,12 @@ def _scoped(who: Principal, table: Any, tenant: str | None) -> Any:
     return stmt.where(tenants.subtree_clause(tenant)) if tenant is not None else stmt
 
 
+def visible_policies(uow: UnitOfWork, who: Principal, *, limit: int) -> list[tuple[BackupPolicy, str]]:
+    """Policies (with their tenant path) in the caller's scope, for pages that show them all."""
+    stmt = _scoped(who, BackupPolicy, None).order_by(Tenant.path, BackupPolicy.slug).limit(limit)
+    return [(p, path) for p, path in uow.session.execute(stmt)]
+
+
 def list_policies(
     uow: UnitOfWork, who: Principal, *, tenant: str | None, after: str | None, limit: int
 ) -> tuple[list[Any], str | None]:

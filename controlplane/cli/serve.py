@@ -119,6 +119,15 @@ def run_serve(settings: Settings, *, host: str, port: int, with_worker: bool) ->
             host,
             port,
         )
+    if settings.embedded and settings.demo_data:
+        from controlplane.db.engine import make_engine
+        from controlplane.portal.demo import seed_portal_demo
+
+        demo_engine = make_engine(settings.resolved_database_url)
+        try:
+            seed_portal_demo(demo_engine)
+        finally:
+            demo_engine.dispose()
     app = create_app(settings, site=site)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=app.state.ctx.registry)
@@ -126,7 +135,7 @@ def run_serve(settings: Settings, *, host: str, port: int, with_worker: bool) ->
     supervisor = WorkerSupervisor(settings) if with_worker and settings.embedded else None
     if supervisor is not None:
         supervisor.start()
-    log.info("prepared in %.1f s; API on http://%s:%d", time.monotonic() - started, host, port)
+    log.info("prepared in %.1f s; portal on http://%s:%d/ (API under /v1)", time.monotonic() - started, host, port)
     config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
     server = _Server(config, on_exit=supervisor.stop if supervisor else lambda: None)
     try:

@@ -58,6 +58,17 @@ def conditional_owners(declaration: Mapping[str, Any] | None) -> list[str]:
     )
 
 
+# The longest RPO (seconds) a remote-backup enrolment may promise, by MLPS level: level 3
+# calls for remote backup close to real time (GB/T 22239-2019), so 4 h; level 4, 1 h. Checked
+# at submit and at the last approval (``backup.enrolment.check_feasible``); the portal offers
+# only what fits.
+MAX_RPO_S: Mapping[int, int] = {2: 86400, 3: 4 * 3600, 4: 3600}
+
+
+def max_rpo_s(level: int) -> int:
+    return MAX_RPO_S.get(level, min(MAX_RPO_S.values()))
+
+
 def mlps_problems(*, level: int, region: str, assessed: Sequence[int], has_backup: bool, kind: str) -> list[str]:
     """Level-3/4 systems: only in assessed regions, and not without remote backup."""
     problems: list[str] = []

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlmodel import col
 
 from controlplane.audit.record import AuditRecord
@@ -317,6 +317,7 @@ class RequestFilter:
     tenant: str | None = None
     inbox: bool = False  # pending steps the caller may decide now
     mine: bool = False
+    decided: bool = False  # requests with a step the caller decided
 
 
 def _holder_clause(who: Principal) -> Any:
@@ -333,9 +334,9 @@ def _holder_clause(who: Principal) -> Any:
     return or_(*clauses) if clauses else False
 
 
-def list_requests(
-    uow: UnitOfWork, who: Principal, flt: RequestFilter, *, after: str | None, limit: int
-) -> tuple[Sequence[tuple[Request, str]], str | None]:
+def _listed(who: Principal, flt: RequestFilter) -> Any:
+    """The rows `who` may list under `flt`, as (Request, tenant path); shared by the API's
+    cursor pages and the portal's sorted pages."""
     stmt = select(Request, Tenant.path).join(Tenant, Tenant.id == Request.tenant_id)
     held = select(ApprovalStep.request_id).where(_holder_clause(who))
     if flt.inbox:
@@ -351,12 +352,43 @@ def list_requests(
         stmt = stmt.where(tenants.subtree_clause(flt.tenant))
     if flt.mine:
         stmt = stmt.where(Request.created_by == who.name)
+    if flt.decided:
+        stmt = stmt.where(col(Request.id).in_(select(ApprovalStep.request_id).where(ApprovalStep.actor == who.name)))
+    return stmt
+
+
+def list_requests(
+    uow: UnitOfWork, who: Principal, flt: RequestFilter, *, after: str | None, limit: int
+) -> tuple[Sequence[tuple[Request, str]], str | None]:
+    stmt = _listed(who, flt)
     if after is not None:
         stmt = stmt.where(Request.id > uuid.UUID(after))
     rows = [(r, p) for r, p in uow.session.execute(stmt.order_by(Request.id).limit(limit + 1))]
     if flt.inbox:  # SQL narrowed by role and node; the current-order rule is checked here
         rows = [(r, p) for r, p in rows if current_steps_for(uow, who, r)]
     return rows[:limit], (str(rows[limit - 1][0].id) if len(rows) > limit else None)
+
+
+SORTS: dict[str, tuple[Any, ...]] = {
+    "newest": (col(Request.created_at).desc(), col(Request.id).desc()),
+    "oldest": (col(Request.created_at).asc(), col(Request.id).asc()),
+    "updated": (col(Request.updated_at).desc(), col(Request.id).desc()),
+}
+
+
+def page_requests(
+    uow: UnitOfWork, who: Principal, flt: RequestFilter, *, sort: str, offset: int, limit: int
+) -> tuple[list[tuple[Request, str]], int]:
+    """A sorted page and the total, in two queries (plus one for the inbox's order rule)."""
+    stmt = _listed(who, flt)
+    total = uow.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = [(r, p) for r, p in uow.session.execute(stmt.order_by(*SORTS[sort]).offset(offset).limit(limit))]
+    if flt.inbox and rows:
+        steps = uow.session.scalars(
+            select(ApprovalStep).where(col(ApprovalStep.request_id).in_([r.id for r, _ in rows]))
+        ).all()
+        rows = [(r, p) for r, p in rows if current_steps_among([s for s in steps if s.request_id == r.id], who, r)]
+    return rows, total
 
 
 def steps_of(uow: UnitOfWork, request_id: uuid.UUID) -> list[ApprovalStep]:
@@ -379,7 +411,12 @@ def transitions_of(uow: UnitOfWork, request_id: uuid.UUID) -> list[RequestTransi
 
 def current_steps_for(uow: UnitOfWork, who: Principal, req: Request) -> list[ApprovalStep]:
     """The pending steps of the lowest undecided order that `who` may decide."""
-    pending = [s for s in steps_of(uow, req.id) if s.round == req.round and s.decision == Decision.PENDING.value]
+    return current_steps_among(steps_of(uow, req.id), who, req)
+
+
+def current_steps_among(steps: Sequence[ApprovalStep], who: Principal, req: Request) -> list[ApprovalStep]:
+    """`current_steps_for` over steps already loaded (a list page loads them in one query)."""
+    pending = [s for s in steps if s.round == req.round and s.decision == Decision.PENDING.value]
     if not pending:
         return []
     order = min(s.order for s in pending)

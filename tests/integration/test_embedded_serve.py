@@ -78,6 +78,17 @@ def test_lists_the_seeded_tree(served: tuple[subprocess.Popen[bytes], str, str])
     assert httpx.get(f"{base}/v1/clouds", headers=AUTH).json()[0]["code"]
 
 
+def test_the_portal_is_at_the_root_with_demo_requests(served: tuple[subprocess.Popen[bytes], str, str]) -> None:
+    _, base, _ = served
+    first = httpx.get(base + "/", follow_redirects=False)
+    assert first.status_code == 303 and first.headers["location"].startswith("/login")
+    with httpx.Client(base_url=base) as browser:
+        token = AUTH["Authorization"].split(" ", 1)[1]
+        assert browser.post("/login", data={"token": token}).status_code == 303  # to the home page
+        home = browser.get("/").text
+        assert "<h1>待办事项</h1>" in home and "学籍系统扩容" in home, "a demo request waits for a decision"
+
+
 def test_a_task_enqueued_through_the_api_is_run_by_the_celery_worker(
     served: tuple[subprocess.Popen[bytes], str, str],
 ) -> None:

@@ -166,3 +166,13 @@ def test_oidc_user_gets_exactly_the_mapped_roles(oidc: tuple[TestClient, Callabl
 def test_invalid_oidc_tokens_are_401(oidc: tuple[TestClient, Callable[..., str]], bad: dict[str, Any]) -> None:
     client, mint = oidc
     assert_problem(client.get("/v1/whoami", headers={"Authorization": f"Bearer {mint(['wuhan-admins'], **bad)}"}), 401)
+
+
+def test_the_portal_logs_in_with_an_oidc_access_token(oidc: tuple[TestClient, Callable[..., str]]) -> None:
+    client, mint = oidc
+    assert "或 OIDC 访问令牌" in client.get("/login").text
+    logged_in = client.post("/login", data={"token": mint(["wuhan-admins"])}, follow_redirects=False)
+    assert logged_in.status_code == 303
+    assert "oidc:zhang.san" in client.get("/").text
+    stranger = client.post("/login", data={"token": mint([], iss="https://evil.example")}, follow_redirects=False)
+    assert stranger.status_code == 401

@@ -32,14 +32,27 @@ A, B = "hubei.yichang", "hubei.xiangyang"
 B_COUNTY = f"{B}.fancheng"
 CITY_ROLES = ("tenant-admin", "operator", "auditor")
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json")}
+PORTAL_PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/lang/{lang}")}  # no data, no session needed
 
 
 @dataclass
 class Call:
-    kind: str  # item | collection | global-read | global-write | self
+    kind: str  # item | collection | page | global-read | global-write | self
     body: Callable[[dict[str, str]], Any] | None = None
     b_status: int = 200
     filters: dict[str, str] = field(default_factory=dict)  # for collections: query -> key of B's ids
+    form: bool = False  # portal pages take forms (and bearer tokens, like scripts do)
+
+
+def _portal_volume(ids: dict[str, str]) -> dict[str, str]:
+    return {
+        "tenant": ids["county"],
+        "cloud": "education",
+        "region": "xiangyang",
+        "system": ids["system"],
+        "spec.size_gb": "3",
+        "action": "draft",
+    }
 
 
 # Ordered so that B's own run of the same calls succeeds one after the other.
@@ -149,7 +162,40 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("GET", "/v1/backup-drills"): Call("collection", filters={"tenant": "city", "policy": "policy"}),
     ("GET", "/v1/backup-drills/{drill_id}"): Call("item"),
     ("GET", "/v1/backup-compliance"): Call("collection", filters={"tenant": "city"}),
+    # the portal: same services, HTML pages; B's request is cancelled by now, so verbs are 409 for B
+    ("GET", "/"): Call("self"),
+    ("GET", "/catalogue"): Call("self"),
+    ("GET", "/requests"): Call("page"),
+    ("GET", "/requests/new/{kind}"): Call("self"),
+    ("POST", "/requests/new/{kind}"): Call("item", form=True, body=_portal_volume),
+    ("GET", "/requests/{request_id}"): Call("item"),
+    ("GET", "/requests/{request_id}/progress"): Call("item"),
+    ("GET", "/requests/{request_id}/edit"): Call("item"),
+    ("POST", "/requests/{request_id}/edit"): Call("item", form=True, b_status=422, body=lambda ids: {"title": "x"}),
+    **{
+        ("POST", f"/requests/{{request_id}}/{verb}"): Call(
+            "item", form=True, b_status=409, body=lambda ids: {"reason": "cross-tenant test"}
+        )
+        for verb in ("submit", "approve", "reject", "return", "cancel", "retry")
+    },
+    ("GET", "/quotas"): Call("page"),
+    ("POST", "/quotas/limits"): Call(
+        "item",
+        form=True,
+        body=lambda ids: {
+            "tenant": ids["county"],
+            "cloud": "education",
+            "region": "xiangyang",
+            "resource": "vcpus",
+            "limit": "8",
+        },
+    ),
+    ("GET", "/backups"): Call("page"),
+    ("GET", "/ops"): Call("page"),
+    ("GET", "/audit"): Call("page"),
+    ("POST", "/logout"): Call("self"),
 }
+
 
 # path parameter -> key of B's seeded ids (or a literal for global objects)
 PARAMS: dict[str, str] = {
@@ -168,6 +214,8 @@ PARAMS: dict[str, str] = {
     "policy_id": "policy",
     "run_id": "run",
     "drill_id": "drill",
+    "kind": "=volume",
+    "lang": "=en",
 }
 
 
@@ -338,12 +386,44 @@ def app_routes(app: FastAPI) -> list[tuple[str, str]]:
 
 
 def test_every_route_is_covered(app: FastAPI) -> None:
-    missing = [r for r in app_routes(app) if r not in ROUTES and r not in PUBLIC]
+    missing = [r for r in app_routes(app) if r not in ROUTES and r not in PUBLIC | PORTAL_PUBLIC]
     assert not missing, f"routes missing from the cross-tenant test: {missing}"
     unknown_params = {p for _, path in app_routes(app) for p in re.findall(r"\{(\w+)\}", path) if p not in PARAMS}
     assert not unknown_params, f"path parameters missing from PARAMS: {unknown_params}"
     stale = [r for r in ROUTES if r not in app_routes(app)]
     assert not stale, f"ROUTES lists routes the app no longer has: {stale}"
+
+
+def _a_is_refused(
+    city_a: TestClient, method: str, url: str, call: Call, ids: dict[str, str], b_markers: list[str]
+) -> None:
+    """City A's call about B: 404 on items (localized in the portal), nothing of B's anywhere."""
+    body = call.body(ids) if call.body else None
+    response = city_a.request(method, url, **({"data": body} if call.form else {"json": body}))
+    where = f"{method} {url}"
+    if call.kind == "item":
+        assert response.status_code == 404, f"{where}: A got {response.status_code}: {response.text}"
+        echoed = url + json.dumps(body or {})  # the 404 may repeat what A asked for, nothing more
+        assert not any(m in response.text for m in b_markers if m not in echoed), f"{where} leaked B's data"
+        if not url.startswith("/v1"):
+            assert "未找到" in response.text, f"{where}: the portal's not-found page is localized"
+    elif call.kind == "collection":
+        assert response.status_code == 200, f"{where}: {response.text}"
+        assert not any(m in response.text for m in b_markers), f"{where} shows B's objects to A"
+        for query, key in call.filters.items():
+            filtered = city_a.request(method, url, params={query: ids[key]})
+            assert filtered.status_code == 200, f"{where}?{query}: {filtered.text}"
+            assert not any(m in filtered.text for m in b_markers), f"{where}?{query}=B shows B's objects"
+    elif call.kind == "page":
+        assert response.status_code == 200, f"{where}: {response.status_code}"
+        assert not any(m in response.text for m in b_markers), f"{where} shows B's objects to A"
+    elif call.kind == "global-read":
+        assert response.status_code == 200, where
+    elif call.kind == "global-write":
+        assert response.status_code == 403, f"{where}: a city role may not change global objects"
+    elif call.kind == "self":
+        assert response.status_code == call.b_status, where
+        assert not any(m in response.text for m in b_markers), where
 
 
 def test_city_a_cannot_reach_city_b(
@@ -366,36 +446,18 @@ def test_city_a_cannot_reach_city_b(
     ]
     before = snapshot_b(engine, ids["subject"])
     for (method, path), call in ROUTES.items():
-        url = url_for(path, ids)
-        body = call.body(ids) if call.body else None
-        response = city_a.request(method, url, json=body)
-        where = f"{method} {url}"
-        if call.kind == "item":
-            assert response.status_code == 404, f"{where}: A got {response.status_code}: {response.text}"
-            echoed = url + json.dumps(body or {})  # the 404 may repeat what A asked for, nothing more
-            assert not any(m in response.text for m in b_markers if m not in echoed), f"{where} leaked B's data"
-        elif call.kind == "collection":
-            assert response.status_code == 200, f"{where}: {response.text}"
-            assert not any(m in response.text for m in b_markers), f"{where} shows B's objects to A"
-            for query, key in call.filters.items():
-                filtered = city_a.request(method, url, params={query: ids[key]})
-                assert filtered.status_code == 200, f"{where}?{query}: {filtered.text}"
-                assert not any(m in filtered.text for m in b_markers), f"{where}?{query}=B shows B's objects"
-        elif call.kind == "global-read":
-            assert response.status_code == 200, where
-        elif call.kind == "global-write":
-            assert response.status_code == 403, f"{where}: a city role may not change global objects"
-        elif call.kind == "self":
-            assert response.status_code == call.b_status, where
-            assert not any(m in response.text for m in b_markers), where
+        _a_is_refused(city_a, method, url_for(path, ids), call, ids, b_markers)
     assert snapshot_b(engine, ids["subject"]) == before, "A's calls changed B's rows"
 
     # B's own token succeeds on the very same calls
     for (method, path), call in ROUTES.items():
         url = url_for(path, ids)
-        response = city_b.request(method, url, json=call.body(ids) if call.body else None)
+        body = call.body(ids) if call.body else None
+        response = city_b.request(method, url, **({"data": body} if call.form else {"json": body}))
         where = f"{method} {url}"
-        if call.kind in ("item", "self", "global-read"):
+        if call.kind == "page":
+            assert response.status_code == 200, where
+        elif call.kind in ("item", "self", "global-read"):
             assert response.status_code == call.b_status, f"{where}: B got {response.status_code}: {response.text}"
         elif call.kind == "collection":
             assert response.status_code == 200, where

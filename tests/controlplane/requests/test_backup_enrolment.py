@@ -87,10 +87,10 @@ def test_feasibility_refuses_an_rpo_the_link_cannot_meet(world: World, client: T
 
 def test_mlps_level_bounds_the_rpo(world: World, tmp_path: Path) -> None:
     _health(world)
-    grade4 = {"name": "grade4", "mlps_level": 4, "filing_ref": "42010099001-40001"}
-    req = world.create(_spec(tmp_path, rpo_target_s=86400), new_system=grade4, cloud="health")
+    grade3 = {"name": "grade3", "mlps_level": 3, "filing_ref": "42010099001-30001"}
+    req = world.create(_spec(tmp_path, rpo_target_s=86400), new_system=grade3, cloud="health")
     problem = assert_problem(world.verb(world.requester, req["id"], "submit"), 422)
-    assert "at most 4 h" in problem["detail"]
+    assert "at most 4 h" in problem["detail"] and problem["max_rpo_s"] == 4 * 3600
 
 
 def test_a_bad_schedule_is_a_422_naming_it(world: World, tmp_path: Path) -> None:

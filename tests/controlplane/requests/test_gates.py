@@ -74,7 +74,10 @@ def test_mlps3_with_a_backup_enrolment_passes_and_needs_a_security_officer(world
         "target_region": "yichang",
         "size_gb": 10,
     }
-    backup = world.create(backup_spec, system=first["system"], cloud="health")
+    slack = world.create(backup_spec, system=first["system"], cloud="health")  # the default RPO is 24 h
+    problem = assert_problem(world.verb(world.requester, slack["id"], "submit"), 422)
+    assert problem["field"] == "spec.rpo_target_s", "a level-3 system may promise at most 4 h"
+    backup = world.create({**backup_spec, "rpo_target_s": 4 * 3600}, system=first["system"], cloud="health")
     assert world.verb(world.requester, backup["id"], "submit").json()["state"] == "pending_approval"
     vm = world.verb(world.requester, first["id"], "submit").json()
     assert vm["state"] == "pending_approval", vm

@@ -1,0 +1,138 @@
+"""Request forms: which fields each kind shows, and form data turned into the API's bodies.
+
+The body is validated by the API's own pydantic models (``RequestCreate``/``RequestUpdate``),
+so a form can send nothing the API would not accept; errors come back per field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from controlplane.requests import rules
+from controlplane.requests.specs import RequestKind
+
+KINDS: tuple[str, ...] = tuple(k.value for k in RequestKind)
+SHARING = tuple(s.value for s in rules.Sharing)
+RPO_CHOICES_S = (3600, 4 * 3600, 12 * 3600, 86400)
+# the ledger resources each kind asks for (the columns of the remaining-quota table)
+RESOURCES_OF: dict[str, tuple[str, ...]] = {
+    "vm": ("vcpus", "ram_mb", "instances"),
+    "volume": ("volume_gb", "volumes"),
+    "bucket": ("object_gb",),
+    "k8s-namespace": ("k8s_cpu_m", "k8s_memory_mb"),
+    "backup-enrolment": ("backup_gb",),
+}
+
+
+@dataclass
+class FormErrors:
+    fields: dict[str, str] = field(default_factory=dict)
+    general: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.fields or self.general)
+
+
+def rpo_choices(level: int) -> list[int]:
+    """The RPO targets an enrolment may choose for a system of this MLPS level."""
+    return [s for s in RPO_CHOICES_S if s <= rules.max_rpo_s(level)]
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def spec_of(kind: str, form: dict[str, str]) -> dict[str, Any]:
+    """The spec dict for ``kind`` from the form's ``spec.*`` fields (typed by the API's model)."""
+    get = form.get
+    if kind == "vm":
+        return {
+            "kind": kind,
+            "flavor": get("spec.flavor", ""),
+            "image": get("spec.image", ""),
+            "count": get("spec.count"),
+        }
+    if kind in ("volume", "bucket"):
+        spec: dict[str, Any] = {"kind": kind, "size_gb": get("spec.size_gb")}
+        if kind == "volume":
+            spec["storage"] = get("spec.storage") or "ssd"
+        return spec
+    if kind == "k8s-namespace":
+        return {"kind": kind, "cpu_m": get("spec.cpu_m"), "memory_mb": get("spec.memory_mb")}
+    if kind == "backup-enrolment":
+        paths = [p.strip() for p in get("spec.paths", "").splitlines() if p.strip()]
+        return {
+            "kind": kind,
+            "name": get("spec.name", ""),
+            "paths": paths,
+            "schedule": get("spec.schedule") or "0 2 * * *",
+            "rpo_target_s": get("spec.rpo_target_s"),
+            "target_region": get("spec.target_region", ""),
+            "size_gb": get("spec.size_gb"),
+        }
+    if kind == "quota-change":
+        resource, amount = get("spec.resource", ""), _int(get("spec.limit"))
+        return {"kind": kind, "limits": {resource: amount} if resource else {}}
+    return {
+        "kind": kind,
+        "tenant": get("spec.tenant") or None,
+        "mode": get("spec.mode") or "shared",
+        "limits": {},
+        "direct_access": get("spec.direct_access") == "on",
+    }
+
+
+def declaration_of(form: dict[str, str]) -> dict[str, Any] | None:
+    item = {k: form.get(f"decl.{k}", "").strip() for k in ("name", "sharing", "catalogue_ref", "legal_basis", "owner")}
+    if not any(item.values()):
+        return None
+    return {"items": [item]}
+
+
+def create_body(kind: str, form: dict[str, str]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "tenant": form.get("tenant", ""),
+        "cloud": form.get("cloud", ""),
+        "region": form.get("region", ""),
+        "spec": spec_of(kind, form),
+        "title": form.get("title") or None,
+    }
+    if form.get("system"):
+        body["system"] = form["system"]
+    else:
+        body["new_system"] = {
+            "name": form.get("new_system.name", ""),
+            "mlps_level": form.get("new_system.mlps_level") or 2,
+            "filing_ref": form.get("new_system.filing_ref") or None,
+        }
+    declaration = declaration_of(form)
+    if declaration is not None:
+        body["declaration"] = declaration
+    return body
+
+
+def pydantic_errors(exc: ValidationError) -> FormErrors:
+    errors = FormErrors()
+    for error in exc.errors():
+        name = ".".join(str(p) for p in error.get("loc", ()) if not isinstance(p, int) and p not in KINDS)
+        errors.fields.setdefault(name or "form", error.get("msg", "invalid"))
+    return errors
+
+
+def declaration_form_problems(form: dict[str, str]) -> FormErrors:
+    """The declaration's own rules (rules.declaration_problems), mapped to the form's fields so
+    they show before submitting; submit checks them again in the service."""
+    errors = FormErrors()
+    declaration = declaration_of(form)
+    if declaration is None:
+        return errors
+    for problem in rules.declaration_problems(declaration):
+        where, _, message = problem.partition(": ")
+        errors.fields[f"decl.{where.rsplit('.', 1)[-1]}"] = message
+    return errors

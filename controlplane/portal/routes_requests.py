@@ -1,0 +1,401 @@
+"""Catalogue, request forms, request lists (inbox tabs), request detail, the verbs and the
+progress fragment. Every call goes through ``controlplane.requests`` services."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from controlplane.api.problems import status_for
+from controlplane.auth.policy import can
+from controlplane.auth.principal import Principal
+from controlplane.catalogue import service as catalogue
+from controlplane.db.uow import UnitOfWork
+from controlplane.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from controlplane.ledger import service as ledger
+from controlplane.ledger.errors import QuotaRefused
+from controlplane.ledger.schemas import NodePublic, chain_public
+from controlplane.operations.models import Operation
+from controlplane.portal import forms, web
+from controlplane.requests import service, workflow
+from controlplane.requests.models import InformationSystem
+from controlplane.requests.schemas import RequestCreate, RequestUpdate
+from controlplane.requests.specs import delta_of
+from controlplane.requests.states import TERMINAL, RequestState
+from controlplane.tenants import service as tenants
+from controlplane.tenants.models import Tenant, TenantStatus
+from quotas import NodeKey
+
+router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 20
+TABS = ("inbox", "decided", "mine", "all")
+VERBS = ("submit", "approve", "reject", "return", "cancel", "retry")
+ACTIVE_STATES = frozenset({RequestState.APPROVED, RequestState.PROVISIONING})
+
+
+@router.get("/catalogue")
+def catalogue_page(request: Request, uow: web.Uow, who: web.Who) -> Response:
+    clouds = [dict(c.spec, code=c.code) for c in catalogue.clouds(uow)]
+    return web.render(request, "catalogue.html", kinds=forms.KINDS, clouds=clouds)
+
+
+def _creatable_tenants(uow: UnitOfWork, who: Principal) -> list[Tenant]:
+    rows = uow.session.scalars(
+        select(Tenant)
+        .where(tenants.scope_clause(who.scope), Tenant.status == TenantStatus.ACTIVE.value)
+        .order_by(Tenant.path)
+        .limit(300)
+    )
+    return [t for t in rows if can(who, "requests.create", t.path)]
+
+
+def _chain(uow: UnitOfWork, who: Principal, key: NodeKey | None) -> list[NodePublic]:
+    """The ledger chain with each level's headroom (ancestors outside the caller's scope
+    show their headroom only); empty when there is no allocation yet."""
+    if key is None:
+        return []
+    try:
+        return chain_public(ledger.read_chain(uow, key), who)
+    except DomainError:
+        return []
+
+
+def _form_context(uow: UnitOfWork, who: Principal, kind: str, values: dict[str, str]) -> dict[str, Any]:
+    options = _creatable_tenants(uow, who)
+    values.setdefault("tenant", options[0].path if options else "")
+    clouds = [dict(c.spec, code=c.code) for c in catalogue.clouds(uow)]
+    values.setdefault("cloud", clouds[0]["code"] if clouds else "")
+    cloud = next((c for c in clouds if c["code"] == values["cloud"]), clouds[0] if clouds else {})
+    regions = list(cloud.get("regions") or [r.code for r in catalogue.regions(uow)])
+    values.setdefault("region", regions[0] if regions else "")
+    systems = [
+        (s, p) for s, p in service.list_systems(uow, who, tenant=values["tenant"] or None) if s.cloud == values["cloud"]
+    ]
+    level = 2
+    chosen = next((s for s, _ in systems if str(s.id) == values.get("system")), None)
+    if chosen is not None:
+        level = chosen.mlps_level
+    elif values.get("new_system.mlps_level") in ("2", "3", "4"):
+        level = int(values["new_system.mlps_level"])
+    key = None
+    key_region = values.get("spec.target_region") if kind == "backup-enrolment" else values["region"]
+    if values["tenant"] and values["cloud"] and key_region:
+        try:
+            key = NodeKey(values["tenant"], values["cloud"], key_region)
+        except ValueError:  # whatever was typed into the URL: no chain to show
+            key = None
+    return {
+        "kind": kind,
+        "values": values,
+        "tenants": options,
+        "clouds": clouds,
+        "cloud": cloud,
+        "regions": regions,
+        "dr_sites": [r.code for r in catalogue.regions(uow) if r.dr_site and r.code != values["region"]],
+        "flavors": [f for f in catalogue.flavors(uow) if f.name in (cloud.get("allowed_flavors") or [])],
+        "storage": cloud.get("allowed_storage") or [],
+        "systems": systems,
+        "rpo_choices": forms.rpo_choices(level),
+        "mlps_level": level,
+        "sharing": forms.SHARING,
+        "chain": _chain(uow, who, key),
+        "resources": forms.RESOURCES_OF.get(kind, ("vcpus", "ram_mb", "instances")),
+    }
+
+
+@router.get("/requests/new/{kind}")
+def new_request_form(request: Request, kind: str, uow: web.Uow, who: web.Who) -> Response:
+    if kind not in forms.KINDS:
+        return web.error_page(request, NotFound("no such request form"))
+    values = {k: v for k, v in request.query_params.items() if k in ("tenant", "cloud", "region", "system")}
+    ctx = _form_context(uow, who, kind, values)
+    return web.render(request, "request_form.html", errors=forms.FormErrors(), refusal=None, **ctx)
+
+
+def _refusal(uow: UnitOfWork, exc: QuotaRefused) -> dict[str, Any]:
+    """The ledger's refusal with the level it stopped at named (county, city, province, region)."""
+    node = str(exc.fields.get("node", ""))
+    tenant_path = node.split("/", 1)[0] if "/" in node else None
+    level = "region"
+    name = node
+    if tenant_path:
+        row = uow.session.scalars(select(Tenant).where(Tenant.path == tenant_path)).first()
+        level = row.kind if row else "tenant"
+        name = row.name_zh if row else tenant_path
+    return {"level": level, "node": node, "name": name, **exc.fields}
+
+
+def _dry_run(uow: UnitOfWork, body: RequestCreate, key: NodeKey) -> None:
+    """Raise QuotaRefused (naming the level) if the ledger would refuse this request now."""
+    flavors = {f.name: {"vcpus": f.vcpus, "ram_mb": f.ram_mb, "disk_gb": f.disk_gb} for f in catalogue.flavors(uow)}
+    if getattr(body.spec, "flavor", None) is not None and body.spec.flavor not in flavors:  # type: ignore[union-attr]
+        return  # the service names the unknown flavor
+    delta = delta_of(body.spec, flavors)
+    if not delta:
+        return
+    result = ledger.dry_run(uow, key, delta)
+    if result.refusal is not None:
+        raise ledger.refused(result.refusal)
+
+
+@router.post("/requests/new/{kind}")
+async def create_request(request: Request, kind: str, uow: web.Uow, who: web.Who) -> Response:
+    if kind not in forms.KINDS:
+        return web.error_page(request, NotFound("no such request form"))
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    action = form.get("action", "check")
+    errors, refusal = forms.FormErrors(), None
+    try:
+        body = RequestCreate.model_validate(forms.create_body(kind, form))
+    except ValidationError as exc:
+        errors = forms.pydantic_errors(exc)
+    if not errors and form.get("decl.sharing"):
+        errors = forms.declaration_form_problems(form)
+    if not errors:
+        try:
+            region = body.spec.target_region if kind == "backup-enrolment" else body.region  # type: ignore[union-attr]
+            _dry_run(uow, body, NodeKey(body.tenant, body.cloud, region))
+            if action in ("draft", "submit"):
+                row, _ = service.create_request(uow, who, body)
+                if action == "submit":
+                    workflow.submit(uow, who, row.id)
+                return web.redirect(f"/requests/{row.id}", request=request)
+        except QuotaRefused as exc:
+            uow.rollback()
+            refusal = _refusal(uow, exc)
+        except DomainError as exc:
+            uow.rollback()
+            if isinstance(exc, NotFound):  # a tenant or system the caller may not see (the selects offer none)
+                return web.error_page(request, exc)
+            errors.general.append(exc.detail)
+    ctx = _form_context(uow, who, kind, dict(form))
+    status = 409 if refusal else (422 if errors else 200)
+    return web.render(request, "request_form.html", status=status, errors=errors, refusal=refusal, checked=True, **ctx)
+
+
+@router.get("/requests")
+def list_page(
+    request: Request,
+    uow: web.Uow,
+    who: web.Who,
+    tab: str = "mine",
+    state: str | None = None,
+    kind: str | None = None,
+    sort: str = "newest",
+    page: str = "1",
+) -> Response:
+    page_no = web.page_number(page, last=10_000)
+    tab = tab if tab in TABS else "mine"
+    sort = sort if sort in service.SORTS else "newest"
+    chosen_state = RequestState(state) if state in {s.value for s in RequestState} else None
+    chosen_kind = kind if kind in forms.KINDS else None
+    flt = service.RequestFilter(
+        state=chosen_state,
+        kind=chosen_kind,
+        inbox=tab == "inbox",
+        mine=tab == "mine",
+        decided=tab == "decided",
+    )
+    rows, total = service.page_requests(uow, who, flt, sort=sort, offset=(page_no - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    params = {"tab": tab, "state": chosen_state.value if chosen_state else "", "kind": chosen_kind or "", "sort": sort}
+    return web.render(
+        request,
+        "requests.html",
+        rows=rows,
+        total=total,
+        page=page_no,
+        pages=max(1, -(-total // PAGE_SIZE)),
+        tab=tab,
+        tabs=TABS,
+        params=params,
+        states=[s.value for s in RequestState],
+        kinds=forms.KINDS,
+        sorts=list(service.SORTS),
+    )
+
+
+def _parse_id(request_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(request_id)
+    except ValueError:
+        raise NotFound("request not found") from None
+
+
+def _detail_context(uow: UnitOfWork, who: Principal, seen: service.Visible) -> dict[str, Any]:
+    req, path = seen.request, seen.path
+    steps = service.steps_of(uow, req.id)
+    state = RequestState(req.state)
+    system = uow.session.get(InformationSystem, req.system_id)
+    tenant = uow.session.scalars(select(Tenant).where(Tenant.path == path)).one()
+    with service.as_system(uow):  # a step holder sees the impact on every level it decides on
+        key_region = str(req.spec.get("target_region", req.region))
+        chain = _chain(uow, who, NodeKey(path, req.cloud, key_region))
+    mine = service.current_steps_among(steps, who, req) if state == RequestState.PENDING_APPROVAL else []
+    creator = seen.in_scope and can(who, "requests.create", path)
+    may_retry = (state == RequestState.ERRORED and can(who, "requests.retry-errored", path)) or (
+        state == RequestState.FAILED and creator
+    )
+    rounds: dict[int, list[Any]] = {}
+    for step in steps:
+        rounds.setdefault(step.round, []).append(step)
+    return {
+        "req": req,
+        "path": path,
+        "tenant": tenant,
+        "system": system,
+        "rounds": rounds,
+        "transitions": service.transitions_of(uow, req.id),
+        "can_decide": bool(mine),
+        "can_edit": creator and state in (RequestState.DRAFT, RequestState.RETURNED),
+        "can_submit": creator and state in (RequestState.DRAFT, RequestState.RETURNED),
+        "can_cancel": creator and state in (RequestState.DRAFT, RequestState.RETURNED, RequestState.PENDING_APPROVAL),
+        "can_retry": may_retry,
+        "chain": chain,
+        "current_step": min((s.order for s in steps if s.round == req.round and s.decision == "pending"), default=None),
+        "step_count": max((s.order for s in steps if s.round == req.round), default=0),
+        **_progress_context(uow, req),
+    }
+
+
+def _progress_context(uow: UnitOfWork, req: Any) -> dict[str, Any]:
+    op = uow.session.get(Operation, req.operation_id) if req.operation_id else None
+    state = RequestState(req.state)
+    return {"req": req, "op": op, "polling": state in ACTIVE_STATES, "terminal": state in TERMINAL}
+
+
+@router.get("/requests/{request_id}")
+def detail_page(request: Request, request_id: str, uow: web.Uow, who: web.Who) -> Response:
+    try:
+        seen = service.get_visible(uow, who, _parse_id(request_id))
+    except DomainError as exc:
+        return web.error_page(request, exc)
+    return web.render(request, "request_detail.html", error=None, **_detail_context(uow, who, seen))
+
+
+@router.get("/requests/{request_id}/progress")
+def progress_fragment(request: Request, request_id: str, uow: web.Uow, who: web.Who) -> Response:
+    """The htmx fragment: polls itself while provisioning, and renders without a trigger once
+    the request reached a state where nothing more happens by itself."""
+    try:
+        seen = service.get_visible(uow, who, _parse_id(request_id))
+    except DomainError as exc:
+        return web.error_page(request, exc)
+    ctx = _progress_context(uow, seen.request)
+    path = seen.path
+    ctx["can_retry"] = (seen.request.state == RequestState.ERRORED and can(who, "requests.retry-errored", path)) or (
+        seen.request.state == RequestState.FAILED and seen.in_scope and can(who, "requests.create", path)
+    )
+    return web.render(request, "_progress.html", **ctx)
+
+
+@router.get("/requests/{request_id}/edit")
+def edit_form(request: Request, request_id: str, uow: web.Uow, who: web.Who) -> Response:
+    try:
+        seen = service.get_visible(uow, who, _parse_id(request_id))
+    except DomainError as exc:
+        return web.error_page(request, exc)
+    return _edit_page(request, uow, who, seen, _values_of(seen), forms.FormErrors())
+
+
+def _values_of(seen: service.Visible) -> dict[str, str]:
+    req = seen.request
+    values = {"tenant": seen.path, "cloud": req.cloud, "region": req.region, "system": str(req.system_id)}
+    values["title"] = req.title or ""
+    for key, value in req.spec.items():
+        values[f"spec.{key}"] = "\n".join(value) if isinstance(value, list) else str(value)
+    items = (req.declaration or {}).get("items") or [{}]
+    for key, value in items[0].items():
+        values[f"decl.{key}"] = str(value)
+    return values
+
+
+def _edit_page(
+    request: Request,
+    uow: UnitOfWork,
+    who: Principal,
+    seen: service.Visible,
+    values: dict[str, str],
+    errors: forms.FormErrors,
+    status: int = 200,
+) -> Response:
+    ctx = _form_context(uow, who, seen.request.kind, values)
+    return web.render(request, "request_edit.html", status=status, req=seen.request, errors=errors, **ctx)
+
+
+@router.post("/requests/{request_id}/edit")
+async def edit_request(request: Request, request_id: str, uow: web.Uow, who: web.Who) -> Response:
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    try:
+        seen = service.get_visible(uow, who, _parse_id(request_id))
+    except DomainError as exc:
+        return web.error_page(request, exc)
+    errors = forms.FormErrors()
+    try:
+        body = RequestUpdate.model_validate(
+            {
+                "spec": forms.spec_of(seen.request.kind, form),
+                "declaration": forms.declaration_of(form),
+                "title": form.get("title") or None,
+            }
+        )
+        service.update_request(uow, who, seen.request.id, body)
+        if form.get("action") == "submit":
+            workflow.submit(uow, who, seen.request.id)
+        return web.redirect(f"/requests/{seen.request.id}", request=request)
+    except ValidationError as exc:
+        errors = forms.pydantic_errors(exc)
+    except DomainError as exc:
+        uow.rollback()
+        if isinstance(exc, NotFound):
+            return web.error_page(request, exc)
+        errors.general.append(exc.detail)
+    return _edit_page(request, uow, who, seen, dict(form, tenant=seen.path), errors, status=422)
+
+
+def _verb_handler(name: str) -> Any:
+    action = workflow.decide_verbs()[name]
+
+    async def handler(request: Request, request_id: str, uow: web.Uow, who: web.Who) -> Response:
+        form = await request.form()
+        reason = str(form.get("reason") or "").strip() or None
+        shown_version = str(form.get("version") or "")
+        try:
+            rid = _parse_id(request_id)
+            action(uow, who, rid, reason)
+            return web.redirect(f"/requests/{rid}", request=request)
+        except DomainError as exc:
+            uow.rollback()
+            if isinstance(exc, NotFound):
+                return web.error_page(request, exc)
+            seen = service.get_visible(uow, who, rid)
+            taken = (
+                name in ("approve", "reject", "return")
+                and isinstance(exc, Conflict | Forbidden)
+                and shown_version
+                and shown_version != str(seen.request.version)
+            )
+            ctx = _detail_context(uow, who, seen)
+            status = 409 if taken else status_for(exc)
+            missing_reason = isinstance(exc, ValidationFailed) and exc.fields.get("field") == "reason"
+            return web.render(
+                request,
+                "request_detail.html",
+                status=status,
+                error=exc.detail,
+                missing_reason=missing_reason,
+                taken=taken,
+                verb=name,
+                **ctx,
+            )
+
+    handler.__name__ = f"portal_{name}"
+    return handler
+
+
+for _verb in VERBS:
+    router.add_api_route(f"/requests/{{request_id}}/{_verb}", _verb_handler(_verb), methods=["POST"])
