@@ -52,12 +52,16 @@ def spec_of(kind: str, form: dict[str, str]) -> dict[str, Any]:
     """The spec dict for ``kind`` from the form's ``spec.*`` fields (typed by the API's model)."""
     get = form.get
     if kind == "vm":
-        return {
+        vm: dict[str, Any] = {
             "kind": kind,
             "flavor": get("spec.flavor", ""),
             "image": get("spec.image", ""),
             "count": get("spec.count"),
         }
+        ports = [p for p in get("spec.tcp_ports", "").replace(",", " ").split() if p]
+        if ports:  # typed (and refused, naming the field) by the API's model; empty: the default [22]
+            vm["tcp_ports"] = ports
+        return vm
     if kind in ("volume", "bucket"):
         spec: dict[str, Any] = {"kind": kind, "size_gb": get("spec.size_gb")}
         if kind == "volume":

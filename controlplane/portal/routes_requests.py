@@ -307,7 +307,11 @@ def _values_of(seen: service.Visible) -> dict[str, str]:
     values = {"tenant": seen.path, "cloud": req.cloud, "region": req.region, "system": str(req.system_id)}
     values["title"] = req.title or ""
     for key, value in req.spec.items():
-        values[f"spec.{key}"] = "\n".join(value) if isinstance(value, list) else str(value)
+        if isinstance(value, list):  # paths one per line; numbers (ports) comma-separated
+            sep = ", " if all(isinstance(v, int) for v in value) else "\n"
+            values[f"spec.{key}"] = sep.join(str(v) for v in value)
+        else:
+            values[f"spec.{key}"] = str(value)
     items = (req.declaration or {}).get("items") or [{}]
     for key, value in items[0].items():
         values[f"decl.{key}"] = str(value)
