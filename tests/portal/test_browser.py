@@ -16,14 +16,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 
+from controlplane.backup.models import BackupRun
 from controlplane.db.uow import RecordingDispatcher
 from controlplane.operations import engine as ops
 from controlplane.requests import provisioning  # noqa: F401  (registers the request kinds' steps)
@@ -31,6 +33,7 @@ from controlplane.settings import Settings
 from controlplane.site_config import Site
 from controlplane.worker.runtime import WorkerContext
 from tests.conftest import CREATED_SECRETS, grant_token
+from tests.controlplane.auth.test_cross_tenant import seed_backup
 from tests.controlplane.ledger.helpers import allocate, node
 from tests.controlplane.requests.conftest import CITY, CLOUD, COUNTY, REGION, SIBLING
 
@@ -330,9 +333,12 @@ def test_city_admin_gives_a_county_a_slice_within_headroom_only(actor: Callable[
     assert node(engine, SIBLING, CLOUD, REGION)["limits"]["vcpus"] == 12
 
 
-def test_backup_enrolment_rpo_choices_follow_the_mlps_level(actor: Callable[..., Actor], engine: Engine) -> None:
+def test_backup_enrolment_rpo_choices_follow_the_mlps_level_and_the_badge_turns_red_on_breach(
+    actor: Callable[..., Actor], engine: Engine, server: Server
+) -> None:
     allocate(engine, CITY, "shared", {"backup_gb": 500}, cloud="egov", region="yichang")
-    page = actor("tenant-admin", CITY).page
+    admin = actor("tenant-admin", CITY)
+    page = admin.page
     page.goto(f"/requests/new/backup-enrolment?cloud=egov&tenant={CITY}")
     rpo = page.get_by_label("恢复点目标（RPO）")
     assert rpo.locator("option").all_inner_texts() == ["1 小时", "4 小时", "12 小时", "24 小时"]
@@ -350,8 +356,27 @@ def test_backup_enrolment_rpo_choices_follow_the_mlps_level(actor: Callable[...,
     page.get_by_role("button", name="保存草稿").click()
     expect(page.locator("h1")).to_contain_text("草稿")
     page.goto("/backups")
-    expect(page.locator("main")).to_contain_text("egov-db")
-    expect(page.locator("#dr-source")).to_be_visible()  # the red/green badge waits for the DR branch's runs
+    row = page.locator("tr", has_text="egov-db")
+    expect(row).to_contain_text("未知")  # a draft enrolment: no policy, no measured RPO yet
+
+    # Once provisioned it is a policy whose badge follows the newest verified point at the DR site.
+    system = admin.api(server).post(
+        "/v1/systems", json={"tenant": CITY, "cloud": "egov", "name": "payroll-dr", "mlps_level": 2}
+    )
+    assert system.status_code == 201, system.text
+    seeded = seed_backup(engine, CITY, system.json()["id"])  # RPO 24 h, a run verified just now
+    page.reload()
+    expect(page.locator("tr", has_text="b-payroll").locator(".badge")).to_have_text("合规")
+    with engine.begin() as conn:
+        conn.execute(
+            update(BackupRun)
+            .where(BackupRun.id == uuid.UUID(seeded["run"]))
+            .values(snapshot_time=datetime.now(UTC) - timedelta(days=2))
+        )
+    page.reload()
+    badge = page.locator("tr", has_text="b-payroll").locator(".badge")
+    expect(badge).to_have_text("RPO 超标")
+    assert "bad" in (badge.get_attribute("class") or "")
 
 
 @pytest.mark.usefixtures("world")
