@@ -51,24 +51,33 @@ def _ts(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+_HASHED = (
+    "seq",
+    "occurred_at",
+    "actor",
+    "action",
+    "target_type",
+    "target",
+    "tenant_path",
+    "request_id",
+    "client_addr",
+    "before",
+    "after",
+    "extra",
+    "before_digest",
+    "after_digest",
+)
+
+
+def _hash(prev_hash: str, fields: Any) -> str:
+    """``fields``: anything with the event's columns by item; what the chain commits to."""
+    body = {name: fields[name] for name in _HASHED}
+    body["occurred_at"] = _ts(body["occurred_at"])
+    return hashlib.sha256((prev_hash + canonical(body)).encode()).hexdigest()
+
+
 def event_hash(event: AuditEvent) -> str:
-    body = {
-        "seq": event.seq,
-        "occurred_at": _ts(event.occurred_at),
-        "actor": event.actor,
-        "action": event.action,
-        "target_type": event.target_type,
-        "target": event.target,
-        "tenant_path": event.tenant_path,
-        "request_id": event.request_id,
-        "client_addr": event.client_addr,
-        "before": event.before,
-        "after": event.after,
-        "extra": event.extra,
-        "before_digest": event.before_digest,
-        "after_digest": event.after_digest,
-    }
-    return hashlib.sha256((event.prev_hash + canonical(body)).encode()).hexdigest()
+    return _hash(event.prev_hash, {name: getattr(event, name) for name in _HASHED})
 
 
 def append_hook(uow: UnitOfWork) -> None:
@@ -108,7 +117,6 @@ def append_hook(uow: UnitOfWork) -> None:
 
 _ENQUEUE = insert(AuditQueued)
 _QUEUE = AuditQueued.__table__  # type: ignore[attr-defined]
-_EVENT_COLUMNS = [c.name for c in AuditEvent.__table__.columns]  # type: ignore[attr-defined]
 # SKIP LOCKED: an integrator that finds another at work leaves at once (PostgreSQL; SQLite
 # serialises write transactions anyway and renders no FOR UPDATE).
 _LOCK_HEAD = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update(skip_locked=True)
@@ -137,12 +145,11 @@ def integrate(engine: Engine, *, batch: int = INTEGRATE_BATCH, drain: bool = Fal
                 return total
             seq, prev = head
             rows: list[dict[str, Any]] = []
-            for item in queued:
+            for item in queued:  # plain dicts: building ORM objects here cost a third of the time
                 seq += 1
-                event = AuditEvent(**{k: v for k, v in item.items() if k != "id"}, seq=seq, prev_hash=prev, hash="")
-                event.hash = event_hash(event)
-                prev = event.hash
-                rows.append({name: getattr(event, name) for name in _EVENT_COLUMNS})
+                row = {k: v for k, v in item.items() if k != "id"} | {"seq": seq, "prev_hash": prev}
+                row["hash"] = prev = _hash(prev, row)
+                rows.append(row)
             conn.execute(insert(AuditEvent), rows)
             conn.execute(delete(_QUEUE).where(_QUEUE.c.id.in_([item["id"] for item in queued])))
             conn.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=seq, hash=prev, updated_at=utcnow()))
