@@ -50,7 +50,8 @@ def bare_loop(cp: ControlPlane, n: int, run: str) -> tuple[float, ProjectRef]:
     return wall, ProjectRef(id=project.id, name=project.name, domain_id=domain.id)
 
 
-def through_control_plane(cp: ControlPlane, n: int, workers: int, county: str, system: str) -> float:
+def through_control_plane(cp: ControlPlane, n: int, workers: int, county: str, system: str) -> tuple[float, float]:
+    """(seconds in the API: create, submit, approvals; seconds provisioning once approved)."""
     body = {
         "tenant": county,
         "cloud": CLOUD,
@@ -61,8 +62,9 @@ def through_control_plane(cp: ControlPlane, n: int, workers: int, county: str, s
     }
     start = time.perf_counter()
     operations = [cp.approved({**body, "spec": {**body["spec"], "name": f"cp-{i}"}})["operation"] for i in range(n)]
+    approved = time.perf_counter()
     cp.run_all(operations, workers)
-    return time.perf_counter() - start
+    return approved - start, time.perf_counter() - approved
 
 
 def main() -> int:
@@ -86,11 +88,14 @@ def main() -> int:
         try:
             bare, bare_project = bare_loop(cp, n, run)
             print(f"plain openstacksdk loop: {n} VMs in {bare:6.2f} s ({bare / n:5.2f} s per VM)")
-            ours = through_control_plane(cp, n, args.workers, county, onboarded["system"])
+            api, provisioning = through_control_plane(cp, n, args.workers, county, onboarded["system"])
+            ours = api + provisioning
             print(
-                f"control plane ({args.workers} worker threads): {n} VMs in {ours:6.2f} s "
-                f"({n / ours:5.2f} VMs/s), x{ours / bare:.2f} the loop's wall time (target <= 0.5)"
+                f"control plane ({args.workers} worker threads): {n} VMs in {ours:6.2f} s = {api:.2f} s of requests "
+                f"(create, submit, approvals) + {provisioning:.2f} s provisioning"
             )
+            alone = provisioning / bare
+            print(f"  x{ours / bare:.2f} the loop's wall time (target <= 0.5); provisioning alone x{alone:.2f}")
             project = provisioner.find_project(domain_name(county), project_name(county, CLOUD))
             servers = list(cp.admin.compute.servers(all_projects=True, project_id=project.id))
             active = sum(s.status == "ACTIVE" for s in servers)
