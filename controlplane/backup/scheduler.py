@@ -52,37 +52,27 @@ def _claim(uow: UnitOfWork, policy: BackupPolicy, due: DueRuns, *, drill: bool, 
     return result.rowcount == 1
 
 
-def new_run(uow: UnitOfWork, policy: BackupPolicy, nominal: datetime, trigger: Trigger) -> BackupRun:
-    now = uow.now()
-    run = BackupRun(
-        policy_id=policy.id,
-        tenant_id=policy.tenant_id,
-        trigger=trigger.value,
-        scheduled_for=nominal,
-        created_at=now,
-        updated_at=now,
-    )
-    uow.session.add(run)
+def _queued(uow: UnitOfWork, row: Any, task: str, key: str) -> Any:
+    """Persist a new run or drill row and queue its task (sent only after the commit)."""
+    row.created_at = row.updated_at = uow.now()
+    uow.session.add(row)
     uow.session.flush()
-    uow.enqueue(Job(RUN_TASK, {"run_id": str(run.id)}))
-    return run
+    uow.enqueue(Job(task, {key: str(row.id)}))
+    return row
+
+
+def new_run(uow: UnitOfWork, policy: BackupPolicy, nominal: datetime, trigger: Trigger) -> BackupRun:
+    run = BackupRun(policy_id=policy.id, tenant_id=policy.tenant_id, trigger=trigger.value, scheduled_for=nominal)
+    result: BackupRun = _queued(uow, run, RUN_TASK, "run_id")
+    return result
 
 
 def new_drill(uow: UnitOfWork, policy: BackupPolicy, nominal: datetime, trigger: Trigger, **fields: Any) -> BackupDrill:
-    now = uow.now()
     drill = BackupDrill(
-        policy_id=policy.id,
-        tenant_id=policy.tenant_id,
-        trigger=trigger.value,
-        scheduled_for=nominal,
-        created_at=now,
-        updated_at=now,
-        **fields,
+        policy_id=policy.id, tenant_id=policy.tenant_id, trigger=trigger.value, scheduled_for=nominal, **fields
     )
-    uow.session.add(drill)
-    uow.session.flush()
-    uow.enqueue(Job(DRILL_TASK, {"drill_id": str(drill.id)}))
-    return drill
+    result: BackupDrill = _queued(uow, drill, DRILL_TASK, "drill_id")
+    return result
 
 
 def _record_missed(uow: UnitOfWork, policy: BackupPolicy, due: DueRuns) -> None:
