@@ -97,8 +97,12 @@ def apt_install(packages: Iterable[str], log: Path, say: Callable[[str], None]) 
         return
     say(f"apt-get install {' '.join(missing)}")
     env = {"DEBIAN_FRONTEND": "noninteractive"}
-    run(["apt-get", "update", "-qq"], log, env)
-    run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], log, env)
+    run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "update", "-qq"], log, env)
+    run(
+        ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        log,
+        env,
+    )
 
 
 def tail(path: Path, lines: int = 25) -> str:
