@@ -33,7 +33,7 @@ from sqlmodel import col
 from controlplane.audit.record import AuditRecord
 from controlplane.db.uow import UnitOfWork
 from controlplane.errors import Conflict, ValidationFailed
-from controlplane.ledger import access
+from controlplane.ledger import access, fastpath
 from controlplane.ledger.chain import Chain, apply_changes, as_json, load_chain, node_key, snapshot, vector, write_nodes
 from controlplane.ledger.errors import LimitAboveParent, LimitBelowConsumption, QuotaRefused, ReservationMissing
 from controlplane.ledger.models import AllocationStatus, LimitSource, QuotaNode, Reservation
@@ -227,6 +227,9 @@ def reserve(
     access.authorize_read(principal, key)
     _check_owner(owner)
     new = checked_vector("delta", delta)
+    fast = _reserve_fast(uow, principal.name, owner, key, new, expires_at)
+    if fast is not None:
+        return fast
     existing = _lock_reservation(uow, owner)
     chain = load_chain(uow, key, lock=True)
     if chain.allocation_status != AllocationStatus.ACTIVE:
@@ -255,6 +258,33 @@ def reserve(
     apply_changes(uow, chain, _combine(freed, outcome.changes), reserved=nodes[0].reserved - old + new)
     _audit(uow, "quota.reserve", key, owner=owner, before={"reserved": dict(old)}, after={"reserved": dict(new)})
     return existing
+
+
+FAST_PATH = True  # PostgreSQL only; tests switch it off to drive the general path there too
+
+
+def _reserve_fast(
+    uow: UnitOfWork, created_by: str, owner: str, key: NodeKey, new: ResourceVector, expires_at: datetime | None
+) -> Reservation | None:
+    """A new reservation on PostgreSQL in one statement (see ``fastpath``); None: take the
+    general path (SQLite, an owner that already holds one, a premise that no longer held)."""
+    if not FAST_PATH or uow.session.get_bind().dialect.name != "postgresql":
+        return None
+    if not new or any(a < 0 for a in new.values()) or (expires_at is not None and expires_at.tzinfo is None):
+        return None
+    chain = load_chain(uow, key, lock=False)
+    if chain.allocation_status != AllocationStatus.ACTIVE:
+        return None
+    nodes = chain.nodes()
+    outcome = admit(nodes, new)
+    if isinstance(outcome, Refused):
+        return None  # the owner may hold a reservation this one replaces: decided under the locks
+    reservation = fastpath.try_reserve(
+        uow, chain, nodes, outcome, owner=owner, delta=new, created_by=created_by, expires_at=expires_at
+    )
+    if reservation is not None:
+        _audit(uow, "quota.reserve", key, owner=owner, before={"reserved": {}}, after={"reserved": dict(new)})
+    return reservation
 
 
 def get_reservation(uow: UnitOfWork, owner: str) -> Reservation | None:
