@@ -175,3 +175,75 @@ def try_reserve(
     for loaded in chain.rows:  # read before the statement: reload on next access
         uow.session.expire(loaded)
     return reservation
+
+
+# --- commit: reserved -> used at the leaf -------------------------------------------------------
+
+_READ_RESERVATION = text(
+    "SELECT r.id, r.owner, r.node_id, r.amounts, r.committed, r.expires_at, r.created_by, r.created_at,"
+    " r.updated_at, q.cloud, q.region, t.path FROM quota_reservations r"
+    " JOIN quota_nodes q ON q.id = r.node_id LEFT JOIN tenants t ON t.id = q.tenant_id"
+    " WHERE r.owner = CAST(:owner AS varchar)"
+)
+
+
+def read_reservation(uow: UnitOfWork, owner: str) -> Any | None:
+    """The reservation's columns and its node's cloud, region and tenant path, as committed; no lock."""
+    return uow.session.execute(_READ_RESERVATION, {"owner": owner}).first()
+
+
+def _sparse(expression: str) -> str:
+    """Zero entries dropped, as ``chain.as_json`` stores vectors."""
+    return (
+        f"(SELECT COALESCE(jsonb_object_agg(e.key, e.value), '{{}}')"
+        f" FROM jsonb_each({expression}) e WHERE e.value <> '0')"
+    )
+
+
+@lru_cache(maxsize=64)
+def _commit_statement(resources: tuple[str, ...]) -> TextClause:
+    used = ", ".join(f"'{r}', {_num('used', r)} + :a_{r}" for r in resources)
+    reserved = ", ".join(f"'{r}', {_num('reserved', r)} - :a_{r}" for r in resources)
+    enough = " AND ".join(f"{_num('reserved', r)} >= :a_{r}" for r in resources)
+    return text(
+        "WITH r AS (UPDATE quota_reservations SET amounts = CAST(:left AS jsonb),"
+        " committed = CAST(:committed AS jsonb), updated_at = :now"
+        " WHERE owner = CAST(:owner AS varchar) AND node_id = :node"
+        " AND amounts = CAST(:held AS jsonb) AND committed = CAST(:before AS jsonb) RETURNING id),"
+        f" u AS (UPDATE quota_nodes q SET used = q.used || jsonb_build_object({used}),"
+        f" reserved = {_sparse(f'q.reserved || jsonb_build_object({reserved})')}, updated_at = :now"
+        f" WHERE q.id = :node AND {enough} AND EXISTS (SELECT 1 FROM r) RETURNING q.id)"
+        " SELECT (SELECT count(*) FROM r) AS reservations, (SELECT count(*) FROM u) AS nodes"
+    )
+
+
+def try_commit(
+    uow: UnitOfWork,
+    owner: str,
+    node_id: object,
+    held: ResourceVector,
+    committed: ResourceVector,
+    amount: ResourceVector,
+) -> bool:
+    """Move ``amount`` of ``owner``'s reservation to used in one statement, locking the
+    reservation and then the leaf (the general path's order), if the reservation still holds
+    what was read. False: nothing was written; the caller takes the general path."""
+    resources = tuple(sorted(r for r, a in amount.items() if a))
+    if not resources or any(amount[r] < 0 for r in resources) or not all(_NAME.match(r) for r in resources):
+        return False
+    params: dict[str, Any] = {f"a_{r}": int(amount[r]) for r in resources}
+    params |= {
+        "owner": owner,
+        "node": node_id,
+        "held": json.dumps(as_json(held)),
+        "before": json.dumps(as_json(committed)),
+        "left": json.dumps(as_json(held - amount)),
+        "committed": json.dumps(as_json(committed + amount)),
+        "now": uow.now(),
+    }
+    result = uow.session.execute(_commit_statement(resources), params).one()
+    if result.reservations == 0:
+        return False
+    if result.nodes != 1:  # the leaf holds less in reserve than its reservations: never half-commit
+        raise RuntimeError(f"ledger fast path: the leaf of '{owner}' holds less in reserve than it commits")
+    return True

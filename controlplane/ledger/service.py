@@ -31,6 +31,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from controlplane.audit.record import AuditRecord
+from controlplane.auth.principal import Principal
 from controlplane.db.uow import UnitOfWork
 from controlplane.errors import Conflict, ValidationFailed
 from controlplane.ledger import access, fastpath
@@ -299,6 +300,9 @@ def commit(uow: UnitOfWork, owner: str, part: Mapping[str, int] | None = None) -
     """
     principal = access.principal_of(uow)
     _check_owner(owner)
+    fast = _commit_fast(uow, principal, owner, part)
+    if fast is not None:
+        return fast
     reservation = _lock_reservation(uow, owner)
     if reservation is None:
         raise ReservationMissing(owner)
@@ -334,6 +338,31 @@ def commit(uow: UnitOfWork, owner: str, part: Mapping[str, int] | None = None) -
     )
     _audit(uow, "quota.commit", key, owner=owner, committed=dict(amount), left=dict(held - amount))
     return reservation
+
+
+def _commit_fast(
+    uow: UnitOfWork, principal: Principal, owner: str, part: Mapping[str, int] | None
+) -> Reservation | None:
+    """``commit`` on PostgreSQL in one statement (see ``fastpath.try_commit``); None: take
+    the general path, which also gives every refusal."""
+    if not FAST_PATH or uow.session.get_bind().dialect.name != "postgresql":
+        return None
+    row = fastpath.read_reservation(uow, owner)
+    if row is None:
+        return None
+    key = NodeKey.for_region(row.region) if row.path is None else NodeKey(row.path, row.cloud, row.region)
+    access.authorize_read(principal, key)
+    held, committed = vector(row.amounts), vector(row.committed)
+    amount = held if part is None else checked_vector("part", part)
+    if not amount or not amount.fits_within(held):
+        return None
+    if not fastpath.try_commit(uow, owner, row.node_id, held, committed, amount):
+        return None
+    _audit(uow, "quota.commit", key, owner=owner, committed=dict(amount), left=dict(held - amount))
+    values = {name: getattr(row, name) for name in ("id", "owner", "node_id", "expires_at", "created_by", "created_at")}
+    return Reservation(
+        **values, amounts=as_json(held - amount), committed=as_json(committed + amount), updated_at=uow.now()
+    )
 
 
 def release(uow: UnitOfWork, owner: str, *, reason: str = "released") -> ResourceVector:

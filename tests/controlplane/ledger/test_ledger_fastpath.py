@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from controlplane.db.uow import UnitOfWork
+from controlplane.errors import ValidationFailed
 from controlplane.ledger import fastpath, service
 from controlplane.ledger.chain import load_chain
 from controlplane.ledger.errors import QuotaRefused
@@ -132,3 +133,43 @@ def test_an_allocation_retired_meanwhile_writes_nothing(engine: Engine) -> None:
     assert stale_attempt(engine, COUNTY, 1, retire) is None
     assert reservations(engine) == 0
     assert node(engine, CITY)["consumption"] == {}
+
+
+def test_commits_take_one_statement_part_by_part(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    city_and_counties(engine, city_vcpus=10)
+    taken: list[bool] = []
+    real = fastpath.try_commit
+    monkeypatch.setattr(fastpath, "try_commit", lambda *a, **k: taken.append(real(*a, **k)) or taken[-1])
+    run(engine, lambda uow: service.reserve(uow, "request:a", key(COUNTY), {"vcpus": 4, "ram_mb": 512}))
+    run(engine, lambda uow: service.commit(uow, "request:a", {"vcpus": 1}))
+    assert node(engine, COUNTY)["used"] == {"vcpus": 1}
+    assert node(engine, COUNTY)["reserved"] == {"ram_mb": 512, "vcpus": 3}
+    done = run(engine, lambda uow: service.commit(uow, "request:a"))
+    assert taken == [True, True]
+    assert (done.amounts, done.committed) == ({}, {"ram_mb": 512, "vcpus": 4})
+    leaf = node(engine, COUNTY)
+    assert leaf["used"] == {"ram_mb": 512, "vcpus": 4}
+    assert leaf["reserved"] == {}, "emptied entries are dropped, as the general path stores them"
+    assert leaf["consumption"] == {"ram_mb": 512, "vcpus": 4}
+    assert node(engine, CITY)["consumption"] == {"ram_mb": 512, "vcpus": 4}
+    # more than is held: the general path's refusal, nothing written
+    with pytest.raises(ValidationFailed):
+        run(engine, lambda uow: service.commit(uow, "request:a", {"vcpus": 1}))
+    assert_consistent(engine)
+
+
+def test_a_reservation_committed_meanwhile_writes_nothing(engine: Engine) -> None:
+    city_and_counties(engine, city_vcpus=10)
+    run(engine, lambda uow: service.reserve(uow, "request:a", key(COUNTY), {"vcpus": 4}))
+
+    def work(uow: UnitOfWork) -> bool:
+        row = fastpath.read_reservation(uow, "request:a")
+        assert row is not None
+        run(engine, lambda other: service.commit(other, "request:a", {"vcpus": 3}))  # elsewhere, meanwhile
+        held = ResourceVector(row.amounts)
+        return fastpath.try_commit(uow, "request:a", row.node_id, held, ResourceVector(row.committed), held)
+
+    assert run(engine, work) is False
+    assert node(engine, COUNTY)["used"] == {"vcpus": 3}
+    assert node(engine, COUNTY)["reserved"] == {"vcpus": 1}
+    assert_consistent(engine)
