@@ -718,8 +718,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     if running and len(running) == len(SERVICES) and MODE_FILE.exists() and MODE_FILE.read_text().strip() == args.auth:
         say("already running; checking it answers")
     else:
-        if MODE_FILE.exists() and MODE_FILE.read_text().strip() == "keystone" and args.auth != "keystone":
-            cmd_stop(args)  # leaving keystone mode: its endpoints go from the catalog too
+        if running and MODE_FILE.exists() and MODE_FILE.read_text().strip() == "keystone" and args.auth != "keystone":
+            cmd_stop(args)  # a running box leaves keystone mode: its endpoints go from the catalog too
         for svc in SERVICES:  # a partial or differently configured box: start from scratch
             stop_service(svc)
         busy = [f"{svc.name}:{svc.port}" for svc in SERVICES if _port_open(svc.port)]
