@@ -567,8 +567,9 @@ def _one(ks: Keystone, token: str, collection: str, query: dict[str, str]) -> di
 
 
 def register_keystone(ks: Keystone) -> None:
-    """Idempotent: the `swift` user (admin on the service project), the `object-store` service and
-    its public/internal/admin endpoints in the region, pointing at this box's proxy."""
+    """Idempotent: `ResellerAdmin` for the registering admin, the `swift` user (admin on the
+    service project), the `object-store` service and its public/internal/admin endpoints in the
+    region pointing at this box's proxy (one per interface: others are re-pointed or removed)."""
     try:
         admin, scope = keystone_token(ks, ks.admin_user, ks.admin_password, ks.admin_project)
     except OSError as err:
