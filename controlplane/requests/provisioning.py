@@ -21,6 +21,7 @@ from controlplane.operations.engine import (
     HOOKS,
     KindHooks,
     OperatorError,
+    PermanentFailure,
     Step,
     StepContext,
     register_step,
@@ -33,6 +34,7 @@ from controlplane.requests.service import as_system, move, owner_of
 from controlplane.requests.specs import RequestKind
 from controlplane.requests.states import RequestState
 from controlplane.tenants.models import Tenant
+from provisioners.errors import ResourceConflict
 from provisioners.simulated import ServerSpec
 from quotas import NodeKey
 
@@ -117,7 +119,12 @@ def _create_on_openstack(kind: str, target: tuple[Any, Any], req: Request) -> An
         from provisioners.openstack import quota_bytes
 
         size = quota_bytes(int(req.delta["object_gb"]))
-        ref = backend_call(provisioner.ensure_bucket, project, _tag(req, 0), size, name=req.spec.get("name"))
+        try:
+            ref = backend_call(provisioner.ensure_bucket, project, _tag(req, 0), size, name=req.spec.get("name"))
+        except OperatorError as exc:
+            if isinstance(exc.__cause__, ResourceConflict):  # the name is another bucket's: the tenant picks another
+                raise PermanentFailure(f"bucket name taken: {exc.__cause__}") from exc
+            raise
         return ref.name
     from provisioners.base import VolumeSpec as OpenStackVolume
 

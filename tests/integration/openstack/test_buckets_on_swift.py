@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from controlplane.api.app import create_app
 from controlplane.db.uow import RecordingDispatcher
+from controlplane.operations import engine as ops
 from controlplane.settings import Settings
 from controlplane.site_config import default_site_text, load_site
 from controlplane.worker.runtime import WorkerContext
@@ -339,6 +340,28 @@ def test_a_bucket_request_ends_with_a_quota_bound_container_and_undo_removes_it(
     token = swift.conn.session.get_token()
     refused = _upload_declaring(swift.url(project.id, "archive", "big"), token, 2 * 1024**3 - 9)
     assert refused == (413, b"Upload exceeds quota.")
+
+    # another request naming the same bucket fails (the tenant picks another name), touching nothing
+    clash = api.post(
+        "/v1/requests",
+        json={
+            "tenant": county,
+            "cloud": CLOUD_CODE,
+            "region": REGION,
+            "system": onboarded["system"],
+            "declaration": DECLARATION,
+            "spec": {"kind": "bucket", "size_gb": 1, "name": "archive"},
+        },
+    ).json()
+    current = api.post(f"/v1/requests/{clash['id']}:submit").json()
+    while current["state"] == "pending_approval":
+        current = api.post(f"/v1/requests/{clash['id']}:approve").json()
+    assert ops.run(worker, uuid.UUID(current["operation"])) == "failed"
+    refused = api.get(f"/v1/requests/{clash['id']}").json()
+    assert refused["state"] == "failed" and "bucket name taken" in refused["last_reason"], refused
+    assert swift.head(project.id, "archive").headers[TAG_HEADER] == f"req-{done['id']}-0"
+    assert node(engine, county, CLOUD_CODE, REGION)["used"] == {"object_gb": 2}
+    assert node(engine, county, CLOUD_CODE, REGION)["reserved"].get("object_gb", 0) == 0
 
     # a retried step finds the same container; the compensation deletes it and gives the ledger back
     provisioner = city_world["provisioner"]
