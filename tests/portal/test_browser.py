@@ -171,7 +171,7 @@ def fill_vm(page: Page, *, flavor: str, count: int, sharing: str = "unconditiona
     page.get_by_label("新信息系统名称", exact=True).fill(f"sys-{uuid.uuid4().hex[:6]}")
     page.get_by_label("标题", exact=True).fill("教学平台云主机")
     page.get_by_label("规格", exact=True).select_option(flavor)
-    page.get_by_label("镜像", exact=True).fill("kylin-v10")
+    page.get_by_label("镜像", exact=True).select_option("kylin-v10")
     page.get_by_label("云主机数量", exact=True).fill(str(count))
     page.get_by_label("数据资源名称", exact=True).fill("学籍数据")
     page.get_by_label("共享类型", exact=True).select_option(sharing)
@@ -288,6 +288,61 @@ def test_forced_failure_shows_the_error_and_only_an_operator_may_retry(
     operator.page.get_by_role("button", name="重试").click()
     expect(operator.page.locator("#req-state")).to_have_text("开通中")
     assert operator.api(server).get(f"/v1/requests/{rid}").json()["state"] == "provisioning"
+
+
+def option_values(page: Page, label: str) -> list[str]:
+    return page.get_by_label(label, exact=True).locator("option").evaluate_all("(os) => os.map((o) => o.value)")
+
+
+@pytest.mark.usefixtures("world")
+def test_the_form_refreshes_its_dependent_options_in_place_when_a_choice_changes(
+    actor: Callable[..., Actor], server: Server
+) -> None:
+    """Region, cloud, system and MLPS level changes re-render flavors, images, DR sites, RPO
+    choices, systems and the remaining quota through htmx: no reload, typed text kept."""
+    clerk = actor("tenant-member", COUNTY, subject="clerk")
+    made = clerk.api(server).post(
+        "/v1/systems", json={"tenant": COUNTY, "cloud": CLOUD, "name": "jiaowu", "mlps_level": 2}
+    )
+    assert made.status_code == 201, made.text
+    page = clerk.page
+    page.goto(f"/requests/new/vm?cloud={CLOUD}&tenant={COUNTY}")
+    page.evaluate("() => { window.notReloaded = true }")
+    page.get_by_label("标题", exact=True).fill("保留的标题")
+    expect(page.locator("#opt-zone")).to_contain_text("政务外网")
+    assert option_values(page, "数据中心") == ["wuhan", "xiangyang"]
+    assert option_values(page, "规格") == ["c1.small", "c2.medium", "c4.large"]
+    assert option_values(page, "镜像") == ["kylin-v10", "openeuler-22.03", "uos-v20"]
+    assert "jiaowu" in page.get_by_label("已有信息系统", exact=True).inner_text()
+    expect(page.locator("#opt-quota table")).to_contain_text(COUNTY)
+
+    page.evaluate("() => { document.getElementById('f-region').kept = true }")
+    page.get_by_label("数据中心", exact=True).select_option("xiangyang")  # no allocation there
+    expect(page.locator("#no-allocation")).to_contain_text(f"{COUNTY}/{CLOUD}/xiangyang 尚未分配配额")
+    expect(page.locator("#opt-quota table")).to_have_count(0)
+    assert page.evaluate("() => document.getElementById('f-region').kept") is True, "the changed control stays"
+    page.get_by_label("数据中心", exact=True).select_option("wuhan")
+    expect(page.locator("#opt-quota table")).to_contain_text(COUNTY)
+
+    page.get_by_label("专题云", exact=True).select_option("egov")
+    expect(page.get_by_label("数据中心", exact=True).locator("option")).to_have_count(3)
+    assert option_values(page, "数据中心") == ["wuhan", "xiangyang", "yichang"]
+    assert "c8.xlarge" in option_values(page, "规格")
+    assert "jiaowu" not in page.get_by_label("已有信息系统", exact=True).inner_text(), "an education system"
+    expect(page.locator("#no-allocation")).to_be_visible()
+    assert page.get_by_label("标题", exact=True).input_value() == "保留的标题"
+    assert page.evaluate("() => window.notReloaded") is True, "updated in place, not reloaded"
+
+    page.goto(f"/requests/new/backup-enrolment?cloud=egov&tenant={COUNTY}")
+    page.evaluate("() => { window.notReloaded = true }")
+    rpo = page.get_by_label("恢复点目标（RPO）")
+    expect(rpo.locator("option")).to_have_text(["1 小时", "4 小时", "12 小时", "24 小时"])
+    page.get_by_label("等保级别", exact=True).select_option("4")
+    expect(page.get_by_label("恢复点目标（RPO）").locator("option")).to_have_text(["1 小时"])
+    assert option_values(page, "灾备中心") == ["yichang"]
+    page.get_by_label("数据中心", exact=True).select_option("yichang")
+    expect(page.get_by_label("灾备中心", exact=True).locator("option")).to_have_count(0)
+    assert page.evaluate("() => window.notReloaded") is True
 
 
 @pytest.mark.usefixtures("world")
