@@ -511,3 +511,115 @@ def test_axe_finds_no_serious_or_critical_violations_and_focus_is_visible(actor:
     admin.keyboard.press("Tab")
     outline = admin.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
     assert outline not in ("none", ""), "the focused element shows where focus is"
+
+
+FOCUS_STYLE = """() => {
+  const s = getComputedStyle(document.activeElement);
+  return {outline: s.outlineStyle, width: parseFloat(s.outlineWidth) || 0, shadow: s.boxShadow};
+}"""
+
+
+def focused_name(page: Page) -> str:
+    """The focused control's accessible name as Chromium's accessibility tree computes it (CDP)."""
+    page.evaluate(
+        "() => { document.querySelectorAll('[data-kb-focus]').forEach((e) => e.removeAttribute('data-kb-focus'));"
+        " document.activeElement.setAttribute('data-kb-focus', '') }"
+    )
+    cdp = page.context.new_cdp_session(page)
+    try:
+        root = cdp.send("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
+        node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "[data-kb-focus]"})["nodeId"]
+        tree = cdp.send("Accessibility.getPartialAXTree", {"nodeId": node, "fetchRelatives": False})
+    finally:
+        cdp.detach()
+    name = tree["nodes"][0].get("name") or {}
+    return str(name.get("value") or "").strip()
+
+
+def tab_to(page: Page, name: str, *, back: bool = False, limit: int = 120) -> None:
+    """Tab (or Shift+Tab) until the control named ``name`` has focus; every control passed on
+    the way must have an accessible name and a visible focus indicator."""
+    for _ in range(limit):
+        page.keyboard.press("Shift+Tab" if back else "Tab")
+        if page.evaluate("() => document.activeElement === document.body"):
+            continue
+        reached = focused_name(page)
+        style = page.evaluate(FOCUS_STYLE)
+        where = f"{page.url}: {page.locator('*:focus').evaluate('(e) => e.outerHTML.slice(0, 160)')}"
+        assert reached, f"a control without an accessible name: {where}"
+        visible = (style["outline"] != "none" and style["width"] > 0) or style["shadow"] not in ("none", "")
+        assert visible, f"focus is not visible on {where}: {style}"
+        if reached == name:
+            return
+    raise AssertionError(f"Tab never reached {name!r} on {page.url}")
+
+
+def keyboard_login(browser: Browser, server: Server, token: str) -> Page:
+    page = browser.new_context(base_url=server.url, locale="zh-CN").new_page()
+    page.goto("/login")
+    tab_to(page, "API 令牌（ctk_…）")
+    page.keyboard.type(token)
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("待办事项")
+    return page
+
+
+@pytest.mark.usefixtures("world")
+def test_keyboard_only_draft_submit_and_approve(browser: Browser, server: Server, engine: Engine) -> None:
+    """No mouse: Tab/Shift+Tab to reach, type, arrow keys in selects, Enter and Space to act."""
+    tokens = {}
+    for subject, role in (("kb-clerk", "tenant-member"), ("kb-admin", "tenant-admin")):
+        tokens[subject] = grant_token(engine, subject, [(role, COUNTY)])
+        CREATED_SECRETS.append(tokens[subject])
+    page = keyboard_login(browser, server, tokens["kb-clerk"])
+    tab_to(page, "跳到正文", back=True)  # the skip link comes first and shows when focused
+    tab_to(page, "服务目录")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("服务目录")
+    tab_to(page, "云主机 · 教育云")  # each link names its cloud too (ten rows offer the same kinds)
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_contain_text("云主机")
+    assert page.get_by_label("专题云", exact=True).input_value() == CLOUD
+    tab_to(page, "数据中心")
+    page.keyboard.press("ArrowDown")  # wuhan → xiangyang: the options follow, focus stays put
+    expect(page.locator("#no-allocation")).to_be_visible()
+    expect(page.get_by_label("数据中心", exact=True)).to_be_focused()
+    page.keyboard.press("ArrowUp")
+    expect(page.locator("#opt-quota table")).to_contain_text(COUNTY)
+    expect(page.get_by_label("数据中心", exact=True)).to_be_focused()
+    tab_to(page, "新信息系统名称")
+    page.keyboard.type("kb-sys")
+    tab_to(page, "标题")
+    page.keyboard.type("键盘申请")
+    tab_to(page, "云主机数量")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("2")
+    tab_to(page, "数据资源名称")
+    page.keyboard.type("学籍数据")
+    tab_to(page, "共享类型")
+    page.keyboard.press("ArrowDown")  # — 请选择 — → 无条件共享
+    assert page.get_by_label("共享类型", exact=True).input_value() == "unconditional"
+    tab_to(page, "数据目录编号")
+    page.keyboard.type("HB-EDU-0001")
+    tab_to(page, "保存草稿")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_contain_text("草稿")
+    rid = request_id(page)
+    tab_to(page, "提交审批")
+    page.keyboard.press("Space")
+    expect(page.locator("#step-of")).to_have_text("第 1 步，共 2 步")
+
+    approver = keyboard_login(browser, server, tokens["kb-admin"])
+    tab_to(approver, "打开审批收件箱")
+    approver.keyboard.press("Enter")
+    expect(approver.locator("h1")).to_have_text("申请")
+    tab_to(approver, "键盘申请")
+    approver.keyboard.press("Enter")
+    expect(approver.locator("#decide")).to_be_visible()
+    tab_to(approver, "批准")
+    approver.keyboard.press("Enter")
+    expect(approver.locator("#step-of")).to_have_text("第 2 步，共 2 步")
+    public = httpx.get(
+        f"{server.url}/v1/requests/{rid}", headers={"Authorization": f"Bearer {tokens['kb-clerk']}"}
+    ).json()
+    assert (public["steps"][0]["actor"], public["steps"][0]["decision"]) == ("kb-admin", "approved"), public
