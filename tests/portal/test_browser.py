@@ -499,13 +499,31 @@ def test_axe_finds_no_serious_or_critical_violations_and_focus_is_visible(actor:
     rid = submitted_conditional(clerk)
     admin = actor("platform-admin", "hubei").page
     problems: dict[str, Any] = {}
-    for url in ("/", "/catalogue", "/requests/new/vm", "/requests?tab=all", f"/requests/{rid}", "/quotas", "/backups"):
-        admin.goto(url)
+    pages = ["/", "/catalogue", "/requests/new/vm", "/requests?tab=all", f"/requests/{rid}", "/quotas", "/backups"]
+    pages += ["/requests/new/backup-enrolment", f"/requests/{rid}/edit", "/ops", "/audit", f"/requests/{uuid.uuid4()}"]
+
+    def scan(label: str) -> None:
         admin.add_script_tag(path=str(AXE))
         result = admin.evaluate("async () => (await axe.run(document)).violations")
         bad = [(v["id"], v["impact"], len(v["nodes"])) for v in result if v["impact"] in ("serious", "critical")]
         if bad:
-            problems[url] = bad
+            problems[label] = bad
+
+    for url in pages:
+        admin.goto(url)
+        scan(url)
+    admin.goto(f"/requests/new/vm?cloud={CLOUD}&tenant={COUNTY}")  # after an htmx refresh, with inline errors
+    admin.get_by_label("数据中心", exact=True).select_option("xiangyang")
+    expect(admin.locator("#no-allocation")).to_be_visible()
+    scan("/requests/new/vm (refreshed)")
+    admin.get_by_label("云主机数量", exact=True).fill("1")  # no system named: refused per field
+    admin.get_by_role("button", name="保存草稿").click()
+    expect(admin.locator("[aria-invalid=true]").first).to_be_visible()
+    scan("/requests/new/vm (errors)")
+    admin.goto("/lang/en?next=/")
+    for url in ("/", "/requests/new/vm", f"/requests/{rid}"):
+        admin.goto(url)
+        scan(f"{url} (en)")
     assert not problems, problems
     admin.goto("/requests/new/vm")
     admin.keyboard.press("Tab")
