@@ -262,7 +262,8 @@ def describe(  # noqa: PLR0911 - one return per problem type reads best
     where = form_field(fields.get("field"))
     state = {"state": _state(fields.get("current_state"), gettext)}
     if exc.slug in BY_TYPE:
-        return [Shown(None, _fmt(gettext, BY_TYPE[exc.slug], fields))]
+        named = {**fields, "resource": _state(fields.get("resource"), gettext)}
+        return [Shown(None, _fmt(gettext, BY_TYPE[exc.slug], named))]
     if exc.slug == "rpo-infeasible":
         return _rpo(fields, gettext)
     if exc.slug == "invalid-transition":

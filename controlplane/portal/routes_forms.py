@@ -31,8 +31,9 @@ from quotas import NodeKey
 
 router = APIRouter(include_in_schema=False)
 # the control whose change asked for the fragment is not swapped (it keeps focus and value)
-TRIGGER_BLOCK = {"region": "opt-region", "system": "opt-system", "spec.target_region": "opt-spec"}
-BLOCKS = ("opt-region", "opt-zone", "opt-system", "opt-spec", "opt-quota")
+TRIGGER_BLOCK = {"region": "opt-region", "system": "opt-system", "spec.target_region": "opt-dr"}
+# opt-spec: the spec's dependent selects (flavor, image, storage, RPO), never its text fields
+BLOCKS = ("opt-region", "opt-zone", "opt-system", "opt-spec", "opt-dr", "opt-quota")
 
 
 def _creatable_tenants(uow: UnitOfWork, who: Principal) -> list[Tenant]:

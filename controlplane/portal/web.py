@@ -27,6 +27,7 @@ from controlplane.auth.principal import Principal
 from controlplane.db.uow import UnitOfWork
 from controlplane.errors import DomainError, NotFound, Unauthenticated
 from controlplane.portal import i18n, problems, session
+from controlplane.site_config import RESOURCES
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -64,6 +65,7 @@ def environment(lang: str) -> Environment:
         return gettext(i18n.LABELS.get(str(value), str(value)))
 
     env.filters["label"] = label
+    env.globals["resource_options"] = lambda: [(r, label(r)) for r in RESOURCES]
     env.filters["pair"] = lambda value: (value, value)
     env.filters["flavor_pair"] = lambda f: (f.name, f"{f.name} ({f.vcpus} vCPU, {f.ram_mb // 1024} GB)")
     env.filters["rpo_pair"] = lambda s: (s, problems.duration(s, gettext))

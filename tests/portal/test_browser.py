@@ -195,7 +195,7 @@ def test_vm_over_quota_refused_inline_then_draft_then_submit(
     fill_vm(clerk.page, flavor="c4.large", count=5)
     clerk.page.get_by_role("button", name="检查配额").click()
     expect(clerk.page.locator("#refusal")).to_contain_text("超出区层级（江岸区）的配额")
-    expect(clerk.page.locator("#refusal")).to_contain_text("vcpus")
+    expect(clerk.page.locator("#refusal")).to_contain_text("vCPU")
     clerk.page.get_by_label("规格", exact=True).select_option("c2.medium")
     clerk.page.get_by_label("云主机数量", exact=True).fill("2")
     clerk.page.get_by_role("button", name="保存草稿").click()
@@ -316,6 +316,7 @@ def test_the_form_refreshes_its_dependent_options_in_place_when_a_choice_changes
     assert "jiaowu" in page.get_by_label("已有信息系统", exact=True).inner_text()
     expect(page.locator("#opt-quota table")).to_contain_text(COUNTY)
 
+    page.get_by_label("云主机数量", exact=True).fill("3")
     page.evaluate("() => { document.getElementById('f-region').kept = true }")
     page.get_by_label("数据中心", exact=True).select_option("xiangyang")  # no allocation there
     expect(page.locator("#no-allocation")).to_contain_text(f"{COUNTY}/{CLOUD}/xiangyang 尚未分配配额")
@@ -331,14 +332,19 @@ def test_the_form_refreshes_its_dependent_options_in_place_when_a_choice_changes
     assert "jiaowu" not in page.get_by_label("已有信息系统", exact=True).inner_text(), "an education system"
     expect(page.locator("#no-allocation")).to_be_visible()
     assert page.get_by_label("标题", exact=True).input_value() == "保留的标题"
+    assert page.get_by_label("云主机数量", exact=True).input_value() == "3", "a typed spec field is never swapped"
     assert page.evaluate("() => window.notReloaded") is True, "updated in place, not reloaded"
 
     page.goto(f"/requests/new/backup-enrolment?cloud=egov&tenant={COUNTY}")
     page.evaluate("() => { window.notReloaded = true }")
     rpo = page.get_by_label("恢复点目标（RPO）")
     expect(rpo.locator("option")).to_have_text(["1 小时", "4 小时", "12 小时", "24 小时"])
+    page.get_by_label("备份名称", exact=True).fill("payroll")
     page.get_by_label("等保级别", exact=True).select_option("4")
+    page.get_by_label("数据量（GB）", exact=True).fill("40")  # typed while the options are on their way
     expect(page.get_by_label("恢复点目标（RPO）").locator("option")).to_have_text(["1 小时"])
+    assert page.get_by_label("备份名称", exact=True).input_value() == "payroll"
+    assert page.get_by_label("数据量（GB）", exact=True).input_value() == "40"
     assert option_values(page, "灾备中心") == ["yichang"]
     page.get_by_label("数据中心", exact=True).select_option("yichang")
     expect(page.get_by_label("灾备中心", exact=True).locator("option")).to_have_count(0)

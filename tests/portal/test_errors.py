@@ -275,7 +275,7 @@ CASES: dict[Callable[[PortalWorld, Engine], Response], Case] = {
     ),
     edit_pending: Case(422, "状态为“审批中”的申请不能编辑。", "A request that is Pending approval cannot be edited."),
     quota_gone_at_submit: Case(
-        409, "超出 hubei.wuhan.jiangan/education/wuhan 的配额：vcpus 需要 12，该层级仅剩 8。", "Over quota at"
+        409, "超出 hubei.wuhan.jiangan/education/wuhan 的配额：vCPU 需要 12，该层级仅剩 8。", "Over quota at"
     ),
     foreign_system: Case(404, "该页面或对象不存在，或您无权查看。", "This page or object does not exist"),
     limit_not_yours: Case(
