@@ -109,6 +109,7 @@ def form_context(uow: UnitOfWork, who: Principal, kind: str, values: dict[str, s
         "regions": regions,
         "zone": tenant.network_zone if tenant is not None else None,
         "dr_sites": dr_sites,
+        "region_names": {r.code: (r.spec.get("name_zh"), r.spec.get("name_en")) for r in catalogue.regions(uow)},
         "flavors": flavors,
         "images": images,
         "storage": cloud.get("allowed_storage") or [],

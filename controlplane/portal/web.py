@@ -74,6 +74,9 @@ def environment(lang: str) -> Environment:
     env.globals["cloud_options"] = lambda rows, lang: [
         (c["code"], c.get("name_en" if lang == "en" else "name_zh") or c["code"]) for c in rows
     ]
+    env.globals["region_options"] = lambda codes, names, lang: [
+        (c, f"{(names.get(c) or (None, None))[1 if lang == 'en' else 0] or c} ({c})") for c in codes
+    ]
     env.globals["system_options"] = lambda rows: [(str(s.id), f"{s.name} (MLPS {s.mlps_level})") for s, _ in rows]
     return env
 
