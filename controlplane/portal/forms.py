@@ -6,11 +6,13 @@ so a form can send nothing the API would not accept; errors come back per field.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
+from controlplane.portal.problems import Gettext, Shown, form_field, pydantic_message, rule_problem
 from controlplane.requests import rules
 from controlplane.requests.specs import RequestKind
 
@@ -27,13 +29,50 @@ RESOURCES_OF: dict[str, tuple[str, ...]] = {
 }
 
 
+# the fields each kind's form shows (an error about another field is shown above the form)
+SPEC_FIELDS: dict[str, tuple[str, ...]] = {
+    "vm": ("spec.flavor", "spec.image", "spec.count", "spec.tcp_ports"),
+    "volume": ("spec.size_gb", "spec.storage"),
+    "bucket": ("spec.size_gb",),
+    "k8s-namespace": ("spec.cpu_m", "spec.memory_mb"),
+    "backup-enrolment": (
+        "spec.name",
+        "spec.paths",
+        "spec.target_region",
+        "spec.rpo_target_s",
+        "spec.size_gb",
+        "spec.schedule",
+    ),
+    "quota-change": ("spec.resource", "spec.limit"),
+    "tenant-onboarding": ("spec.tenant", "spec.mode"),
+}
+WHERE_FIELDS = ("tenant", "cloud", "region", "system", "new_system.name", "new_system.mlps_level")
+DECLARATION_FIELDS = tuple(f"decl.{k}" for k in ("name", "sharing", "catalogue_ref", "legal_basis", "owner"))
+
+
+def fields_of(kind: str, *, create: bool) -> frozenset[str]:
+    where = (*WHERE_FIELDS, "new_system.filing_ref") if create else ()
+    return frozenset((*where, "title", *SPEC_FIELDS.get(kind, ()), *DECLARATION_FIELDS))
+
+
 @dataclass
 class FormErrors:
+    """Messages (already in the user's language) by form field, and about the whole form."""
+
     fields: dict[str, str] = field(default_factory=dict)
     general: list[str] = field(default_factory=list)
+    on_form: frozenset[str] = frozenset()
 
     def __bool__(self) -> bool:
         return bool(self.fields or self.general)
+
+    def add(self, shown: Iterable[Shown]) -> FormErrors:
+        for item in shown:
+            if item.field in self.on_form:
+                self.fields.setdefault(item.field, item.text)
+            elif item.text not in self.general:
+                self.general.append(item.text)
+        return self
 
 
 def rpo_choices(level: int) -> list[int]:
@@ -121,22 +160,21 @@ def create_body(kind: str, form: dict[str, str]) -> dict[str, Any]:
     return body
 
 
-def pydantic_errors(exc: ValidationError) -> FormErrors:
-    errors = FormErrors()
+def pydantic_errors(exc: ValidationError, gettext: Gettext, on_form: frozenset[str]) -> FormErrors:
+    """The API model's complaints, per form field, in the user's language (never pydantic's English)."""
+    shown = []
     for error in exc.errors():
-        name = ".".join(str(p) for p in error.get("loc", ()) if not isinstance(p, int) and p not in KINDS)
-        errors.fields.setdefault(name or "form", error.get("msg", "invalid"))
-    return errors
+        loc = ".".join(str(p) for p in error.get("loc", ()) if not isinstance(p, int) and p not in KINDS)
+        name = form_field(loc) or ""
+        shown.append(Shown(name, pydantic_message(name, error, gettext)))
+    return FormErrors(on_form=on_form).add(shown)
 
 
-def declaration_form_problems(form: dict[str, str]) -> FormErrors:
+def declaration_form_problems(form: dict[str, str], gettext: Gettext, on_form: frozenset[str]) -> FormErrors:
     """The declaration's own rules (rules.declaration_problems), mapped to the form's fields so
     they show before submitting; submit checks them again in the service."""
-    errors = FormErrors()
+    errors = FormErrors(on_form=on_form)
     declaration = declaration_of(form)
     if declaration is None:
         return errors
-    for problem in rules.declaration_problems(declaration):
-        where, _, message = problem.partition(": ")
-        errors.fields[f"decl.{where.rsplit('.', 1)[-1]}"] = message
-    return errors
+    return errors.add(rule_problem(problem, gettext, form) for problem in rules.declaration_problems(declaration))

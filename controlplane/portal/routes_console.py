@@ -23,7 +23,7 @@ from controlplane.ledger.errors import QuotaRefused
 from controlplane.ledger.schemas import NodePublic
 from controlplane.operations import service as operations
 from controlplane.operations.models import Operation, OperationState
-from controlplane.portal import compliance, web
+from controlplane.portal import compliance, problems, web
 from controlplane.requests import service as requests
 from controlplane.requests.models import Request as Request_
 from controlplane.requests.states import RequestState
@@ -115,7 +115,9 @@ async def set_limit(request: Request, uow: web.Uow, who: web.Who) -> Response:
             return web.error_page(request, exc)
         status = status_for(exc) if isinstance(exc, DomainError) else 422
         fields = exc.fields if isinstance(exc, DomainError) else {}
-        result = {"ok": False, "detail": str(exc), "refused": isinstance(exc, QuotaRefused), **fields}
+        gettext = web.gettext_for(request)
+        shown = problems.describe(exc, gettext) if isinstance(exc, DomainError) else [problems.no_node(gettext)]
+        result = {"ok": False, "messages": problems.texts(shown), "refused": isinstance(exc, QuotaRefused), **fields}
     nodes = _node_page(uow, None, None, 1)
     return web.render(
         request,

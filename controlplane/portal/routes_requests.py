@@ -1,5 +1,6 @@
-"""Catalogue, request forms, request lists (inbox tabs), request detail, the verbs and the
-progress fragment. Every call goes through ``controlplane.requests`` services."""
+"""Catalogue, request lists (inbox tabs), request detail and edit, the verbs and the progress
+fragment (the new-request forms are in ``routes_forms``). Every call goes through
+``controlplane.requests`` services; their errors are shown through ``problems``."""
 
 from __future__ import annotations
 
@@ -16,19 +17,15 @@ from controlplane.auth.policy import can
 from controlplane.auth.principal import Principal
 from controlplane.catalogue import service as catalogue
 from controlplane.db.uow import UnitOfWork
-from controlplane.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
-from controlplane.ledger import service as ledger
-from controlplane.ledger.errors import QuotaRefused
-from controlplane.ledger.schemas import NodePublic, chain_public
+from controlplane.errors import Conflict, DomainError, Forbidden, NotFound
 from controlplane.operations.models import Operation
-from controlplane.portal import forms, web
+from controlplane.portal import forms, problems, web
+from controlplane.portal.routes_forms import chain_of, form_context
 from controlplane.requests import service, workflow
 from controlplane.requests.models import InformationSystem
-from controlplane.requests.schemas import RequestCreate, RequestUpdate
-from controlplane.requests.specs import delta_of
+from controlplane.requests.schemas import RequestUpdate
 from controlplane.requests.states import TERMINAL, RequestState
-from controlplane.tenants import service as tenants
-from controlplane.tenants.models import Tenant, TenantStatus
+from controlplane.tenants.models import Tenant
 from quotas import NodeKey
 
 router = APIRouter(include_in_schema=False)
@@ -42,140 +39,6 @@ ACTIVE_STATES = frozenset({RequestState.APPROVED, RequestState.PROVISIONING})
 def catalogue_page(request: Request, uow: web.Uow, who: web.Who) -> Response:
     clouds = [dict(c.spec, code=c.code) for c in catalogue.clouds(uow)]
     return web.render(request, "catalogue.html", kinds=forms.KINDS, clouds=clouds)
-
-
-def _creatable_tenants(uow: UnitOfWork, who: Principal) -> list[Tenant]:
-    rows = uow.session.scalars(
-        select(Tenant)
-        .where(tenants.scope_clause(who.scope), Tenant.status == TenantStatus.ACTIVE.value)
-        .order_by(Tenant.path)
-        .limit(300)
-    )
-    return [t for t in rows if can(who, "requests.create", t.path)]
-
-
-def _chain(uow: UnitOfWork, who: Principal, key: NodeKey | None) -> list[NodePublic]:
-    """The ledger chain with each level's headroom (ancestors outside the caller's scope
-    show their headroom only); empty when there is no allocation yet."""
-    if key is None:
-        return []
-    try:
-        return chain_public(ledger.read_chain(uow, key), who)
-    except DomainError:
-        return []
-
-
-def _form_context(uow: UnitOfWork, who: Principal, kind: str, values: dict[str, str]) -> dict[str, Any]:
-    options = _creatable_tenants(uow, who)
-    values.setdefault("tenant", options[0].path if options else "")
-    clouds = [dict(c.spec, code=c.code) for c in catalogue.clouds(uow)]
-    values.setdefault("cloud", clouds[0]["code"] if clouds else "")
-    cloud = next((c for c in clouds if c["code"] == values["cloud"]), clouds[0] if clouds else {})
-    regions = list(cloud.get("regions") or [r.code for r in catalogue.regions(uow)])
-    values.setdefault("region", regions[0] if regions else "")
-    systems = [
-        (s, p) for s, p in service.list_systems(uow, who, tenant=values["tenant"] or None) if s.cloud == values["cloud"]
-    ]
-    level = 2
-    chosen = next((s for s, _ in systems if str(s.id) == values.get("system")), None)
-    if chosen is not None:
-        level = chosen.mlps_level
-    elif values.get("new_system.mlps_level") in ("2", "3", "4"):
-        level = int(values["new_system.mlps_level"])
-    key = None
-    key_region = values.get("spec.target_region") if kind == "backup-enrolment" else values["region"]
-    if values["tenant"] and values["cloud"] and key_region:
-        try:
-            key = NodeKey(values["tenant"], values["cloud"], key_region)
-        except ValueError:  # whatever was typed into the URL: no chain to show
-            key = None
-    return {
-        "kind": kind,
-        "values": values,
-        "tenants": options,
-        "clouds": clouds,
-        "cloud": cloud,
-        "regions": regions,
-        "dr_sites": [r.code for r in catalogue.regions(uow) if r.dr_site and r.code != values["region"]],
-        "flavors": [f for f in catalogue.flavors(uow) if f.name in (cloud.get("allowed_flavors") or [])],
-        "storage": cloud.get("allowed_storage") or [],
-        "systems": systems,
-        "rpo_choices": forms.rpo_choices(level),
-        "mlps_level": level,
-        "sharing": forms.SHARING,
-        "chain": _chain(uow, who, key),
-        "resources": forms.RESOURCES_OF.get(kind, ("vcpus", "ram_mb", "instances")),
-    }
-
-
-@router.get("/requests/new/{kind}")
-def new_request_form(request: Request, kind: str, uow: web.Uow, who: web.Who) -> Response:
-    if kind not in forms.KINDS:
-        return web.error_page(request, NotFound("no such request form"))
-    values = {k: v for k, v in request.query_params.items() if k in ("tenant", "cloud", "region", "system")}
-    ctx = _form_context(uow, who, kind, values)
-    return web.render(request, "request_form.html", errors=forms.FormErrors(), refusal=None, **ctx)
-
-
-def _refusal(uow: UnitOfWork, exc: QuotaRefused) -> dict[str, Any]:
-    """The ledger's refusal with the level it stopped at named (county, city, province, region)."""
-    node = str(exc.fields.get("node", ""))
-    tenant_path = node.split("/", 1)[0] if "/" in node else None
-    level = "region"
-    name = node
-    if tenant_path:
-        row = uow.session.scalars(select(Tenant).where(Tenant.path == tenant_path)).first()
-        level = row.kind if row else "tenant"
-        name = row.name_zh if row else tenant_path
-    return {"level": level, "node": node, "name": name, **exc.fields}
-
-
-def _dry_run(uow: UnitOfWork, body: RequestCreate, key: NodeKey) -> None:
-    """Raise QuotaRefused (naming the level) if the ledger would refuse this request now."""
-    flavors = {f.name: {"vcpus": f.vcpus, "ram_mb": f.ram_mb, "disk_gb": f.disk_gb} for f in catalogue.flavors(uow)}
-    if getattr(body.spec, "flavor", None) is not None and body.spec.flavor not in flavors:  # type: ignore[union-attr]
-        return  # the service names the unknown flavor
-    delta = delta_of(body.spec, flavors)
-    if not delta:
-        return
-    result = ledger.dry_run(uow, key, delta)
-    if result.refusal is not None:
-        raise ledger.refused(result.refusal)
-
-
-@router.post("/requests/new/{kind}")
-async def create_request(request: Request, kind: str, uow: web.Uow, who: web.Who) -> Response:
-    if kind not in forms.KINDS:
-        return web.error_page(request, NotFound("no such request form"))
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    action = form.get("action", "check")
-    errors, refusal = forms.FormErrors(), None
-    try:
-        body = RequestCreate.model_validate(forms.create_body(kind, form))
-    except ValidationError as exc:
-        errors = forms.pydantic_errors(exc)
-    if not errors and form.get("decl.sharing"):
-        errors = forms.declaration_form_problems(form)
-    if not errors:
-        try:
-            region = body.spec.target_region if kind == "backup-enrolment" else body.region  # type: ignore[union-attr]
-            _dry_run(uow, body, NodeKey(body.tenant, body.cloud, region))
-            if action in ("draft", "submit"):
-                row, _ = service.create_request(uow, who, body)
-                if action == "submit":
-                    workflow.submit(uow, who, row.id)
-                return web.redirect(f"/requests/{row.id}", request=request)
-        except QuotaRefused as exc:
-            uow.rollback()
-            refusal = _refusal(uow, exc)
-        except DomainError as exc:
-            uow.rollback()
-            if isinstance(exc, NotFound):  # a tenant or system the caller may not see (the selects offer none)
-                return web.error_page(request, exc)
-            errors.general.append(exc.detail)
-    ctx = _form_context(uow, who, kind, dict(form))
-    status = 409 if refusal else (422 if errors else 200)
-    return web.render(request, "request_form.html", status=status, errors=errors, refusal=refusal, checked=True, **ctx)
 
 
 @router.get("/requests")
@@ -234,7 +97,7 @@ def _detail_context(uow: UnitOfWork, who: Principal, seen: service.Visible) -> d
     tenant = uow.session.scalars(select(Tenant).where(Tenant.path == path)).one()
     with service.as_system(uow):  # a step holder sees the impact on every level it decides on
         key_region = str(req.spec.get("target_region", req.region))
-        chain = _chain(uow, who, NodeKey(path, req.cloud, key_region))
+        chain, _ = chain_of(uow, who, NodeKey(path, req.cloud, key_region))
     mine = service.current_steps_among(steps, who, req) if state == RequestState.PENDING_APPROVAL else []
     creator = seen.in_scope and can(who, "requests.create", path)
     may_retry = (state == RequestState.ERRORED and can(who, "requests.retry-errored", path)) or (
@@ -299,7 +162,15 @@ def edit_form(request: Request, request_id: str, uow: web.Uow, who: web.Who) -> 
         seen = service.get_visible(uow, who, _parse_id(request_id))
     except DomainError as exc:
         return web.error_page(request, exc)
-    return _edit_page(request, uow, who, seen, _values_of(seen), forms.FormErrors())
+    on_form = forms.fields_of(seen.request.kind, create=False)
+    return _edit_page(request, uow, who, seen, _values_of(seen), forms.FormErrors(on_form=on_form))
+
+
+def facts_of(req: Any, uow: UnitOfWork) -> dict[str, str]:
+    """What a request's error messages may name back: its region, spec values and MLPS level."""
+    system = uow.session.get(InformationSystem, req.system_id)
+    facts = {"region": req.region, "mlps_level": str(system.mlps_level if system else "")}
+    return facts | {f"spec.{k}": str(v) for k, v in req.spec.items() if not isinstance(v, list | dict)}
 
 
 def _values_of(seen: service.Visible) -> dict[str, str]:
@@ -327,7 +198,7 @@ def _edit_page(
     errors: forms.FormErrors,
     status: int = 200,
 ) -> Response:
-    ctx = _form_context(uow, who, seen.request.kind, values)
+    ctx = form_context(uow, who, seen.request.kind, values)
     return web.render(request, "request_edit.html", status=status, req=seen.request, errors=errors, **ctx)
 
 
@@ -338,7 +209,9 @@ async def edit_request(request: Request, request_id: str, uow: web.Uow, who: web
         seen = service.get_visible(uow, who, _parse_id(request_id))
     except DomainError as exc:
         return web.error_page(request, exc)
-    errors = forms.FormErrors()
+    gettext = web.gettext_for(request)
+    on_form = forms.fields_of(seen.request.kind, create=False)
+    errors = forms.FormErrors(on_form=on_form)
     try:
         body = RequestUpdate.model_validate(
             {
@@ -352,12 +225,12 @@ async def edit_request(request: Request, request_id: str, uow: web.Uow, who: web
             workflow.submit(uow, who, seen.request.id)
         return web.redirect(f"/requests/{seen.request.id}", request=request)
     except ValidationError as exc:
-        errors = forms.pydantic_errors(exc)
+        errors = forms.pydantic_errors(exc, gettext, on_form)
     except DomainError as exc:
         uow.rollback()
         if isinstance(exc, NotFound):
             return web.error_page(request, exc)
-        errors.general.append(exc.detail)
+        errors.add(problems.describe(exc, gettext, {**facts_of(seen.request, uow), **form}))
     return _edit_page(request, uow, who, seen, dict(form, tenant=seen.path), errors, status=422)
 
 
@@ -385,13 +258,12 @@ def _verb_handler(name: str) -> Any:
             )
             ctx = _detail_context(uow, who, seen)
             status = 409 if taken else status_for(exc)
-            missing_reason = isinstance(exc, ValidationFailed) and exc.fields.get("field") == "reason"
+            shown = problems.describe(exc, web.gettext_for(request), facts_of(seen.request, uow))
             return web.render(
                 request,
                 "request_detail.html",
                 status=status,
-                error=exc.detail,
-                missing_reason=missing_reason,
+                error=problems.texts(shown),
                 taken=taken,
                 verb=name,
                 **ctx,

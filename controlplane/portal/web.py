@@ -26,7 +26,8 @@ from controlplane.auth.policy import can
 from controlplane.auth.principal import Principal
 from controlplane.db.uow import UnitOfWork
 from controlplane.errors import DomainError, NotFound, Unauthenticated
-from controlplane.portal import i18n, session
+from controlplane.portal import i18n, problems, session
+from controlplane.site_config import RESOURCES
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -64,13 +65,17 @@ def environment(lang: str) -> Environment:
         return gettext(i18n.LABELS.get(str(value), str(value)))
 
     env.filters["label"] = label
+    env.globals["resource_options"] = lambda: [(r, label(r)) for r in RESOURCES]
     env.filters["pair"] = lambda value: (value, value)
     env.filters["flavor_pair"] = lambda f: (f.name, f"{f.name} ({f.vcpus} vCPU, {f.ram_mb // 1024} GB)")
-    env.filters["rpo_pair"] = lambda s: (s, gettext("%(hours)s hours") % {"hours": s // 3600})
+    env.filters["rpo_pair"] = lambda s: (s, problems.duration(s, gettext))
     env.filters["sharing_pair"] = lambda value: (value, label(value))
     env.globals["tenant_options"] = lambda rows, lang: [(t.path, f"{_name(t, lang)} ({t.path})") for t in rows]
     env.globals["cloud_options"] = lambda rows, lang: [
         (c["code"], c.get("name_en" if lang == "en" else "name_zh") or c["code"]) for c in rows
+    ]
+    env.globals["region_options"] = lambda codes, names, lang: [
+        (c, f"{(names.get(c) or (None, None))[1 if lang == 'en' else 0] or c} ({c})") for c in codes
     ]
     env.globals["system_options"] = lambda rows: [(str(s.id), f"{s.name} (MLPS {s.mlps_level})") for s, _ in rows]
     return env
@@ -162,12 +167,12 @@ def query_string(base: Mapping[str, Any], **changes: Any) -> str:
 
 
 def error_page(request: Request, exc: DomainError, *, uow: UnitOfWork | None = None) -> HTMLResponse:
-    """A domain error as a page; rolls the unit back so nothing half-made is committed.
-    Not-found pages never repeat what the service said (it may name the object)."""
+    """A domain error as a page, in the user's language; rolls the unit back so nothing half-made
+    is committed. Not-found pages never repeat what the service said (it may name the object)."""
     if uow is not None:
         uow.rollback()
     status = status_for(exc)
-    detail = None if isinstance(exc, NotFound) else exc.detail
+    detail = None if isinstance(exc, NotFound) else problems.texts(problems.describe(exc, gettext_for(request)))
     return render(request, "error.html", status=status, status_code=status, detail=detail)
 
 

@@ -171,7 +171,7 @@ def fill_vm(page: Page, *, flavor: str, count: int, sharing: str = "unconditiona
     page.get_by_label("新信息系统名称", exact=True).fill(f"sys-{uuid.uuid4().hex[:6]}")
     page.get_by_label("标题", exact=True).fill("教学平台云主机")
     page.get_by_label("规格", exact=True).select_option(flavor)
-    page.get_by_label("镜像", exact=True).fill("kylin-v10")
+    page.get_by_label("镜像", exact=True).select_option("kylin-v10")
     page.get_by_label("云主机数量", exact=True).fill(str(count))
     page.get_by_label("数据资源名称", exact=True).fill("学籍数据")
     page.get_by_label("共享类型", exact=True).select_option(sharing)
@@ -195,7 +195,7 @@ def test_vm_over_quota_refused_inline_then_draft_then_submit(
     fill_vm(clerk.page, flavor="c4.large", count=5)
     clerk.page.get_by_role("button", name="检查配额").click()
     expect(clerk.page.locator("#refusal")).to_contain_text("超出区层级（江岸区）的配额")
-    expect(clerk.page.locator("#refusal")).to_contain_text("vcpus")
+    expect(clerk.page.locator("#refusal")).to_contain_text("vCPU")
     clerk.page.get_by_label("规格", exact=True).select_option("c2.medium")
     clerk.page.get_by_label("云主机数量", exact=True).fill("2")
     clerk.page.get_by_role("button", name="保存草稿").click()
@@ -288,6 +288,67 @@ def test_forced_failure_shows_the_error_and_only_an_operator_may_retry(
     operator.page.get_by_role("button", name="重试").click()
     expect(operator.page.locator("#req-state")).to_have_text("开通中")
     assert operator.api(server).get(f"/v1/requests/{rid}").json()["state"] == "provisioning"
+
+
+def option_values(page: Page, label: str) -> list[str]:
+    return page.get_by_label(label, exact=True).locator("option").evaluate_all("(os) => os.map((o) => o.value)")
+
+
+@pytest.mark.usefixtures("world")
+def test_the_form_refreshes_its_dependent_options_in_place_when_a_choice_changes(
+    actor: Callable[..., Actor], server: Server
+) -> None:
+    """Region, cloud, system and MLPS level changes re-render flavors, images, DR sites, RPO
+    choices, systems and the remaining quota through htmx: no reload, typed text kept."""
+    clerk = actor("tenant-member", COUNTY, subject="clerk")
+    made = clerk.api(server).post(
+        "/v1/systems", json={"tenant": COUNTY, "cloud": CLOUD, "name": "jiaowu", "mlps_level": 2}
+    )
+    assert made.status_code == 201, made.text
+    page = clerk.page
+    page.goto(f"/requests/new/vm?cloud={CLOUD}&tenant={COUNTY}")
+    page.evaluate("() => { window.notReloaded = true }")
+    page.get_by_label("标题", exact=True).fill("保留的标题")
+    expect(page.locator("#opt-zone")).to_contain_text("政务外网")
+    assert option_values(page, "数据中心") == ["wuhan", "xiangyang"]
+    assert option_values(page, "规格") == ["c1.small", "c2.medium", "c4.large"]
+    assert option_values(page, "镜像") == ["kylin-v10", "openeuler-22.03", "uos-v20"]
+    assert "jiaowu" in page.get_by_label("已有信息系统", exact=True).inner_text()
+    expect(page.locator("#opt-quota table")).to_contain_text(COUNTY)
+
+    page.get_by_label("云主机数量", exact=True).fill("3")
+    page.evaluate("() => { document.getElementById('f-region').kept = true }")
+    page.get_by_label("数据中心", exact=True).select_option("xiangyang")  # no allocation there
+    expect(page.locator("#no-allocation")).to_contain_text(f"{COUNTY}/{CLOUD}/xiangyang 尚未分配配额")
+    expect(page.locator("#opt-quota table")).to_have_count(0)
+    assert page.evaluate("() => document.getElementById('f-region').kept") is True, "the changed control stays"
+    page.get_by_label("数据中心", exact=True).select_option("wuhan")
+    expect(page.locator("#opt-quota table")).to_contain_text(COUNTY)
+
+    page.get_by_label("专题云", exact=True).select_option("egov")
+    expect(page.get_by_label("数据中心", exact=True).locator("option")).to_have_count(3)
+    assert option_values(page, "数据中心") == ["wuhan", "xiangyang", "yichang"]
+    assert "c8.xlarge" in option_values(page, "规格")
+    assert "jiaowu" not in page.get_by_label("已有信息系统", exact=True).inner_text(), "an education system"
+    expect(page.locator("#no-allocation")).to_be_visible()
+    assert page.get_by_label("标题", exact=True).input_value() == "保留的标题"
+    assert page.get_by_label("云主机数量", exact=True).input_value() == "3", "a typed spec field is never swapped"
+    assert page.evaluate("() => window.notReloaded") is True, "updated in place, not reloaded"
+
+    page.goto(f"/requests/new/backup-enrolment?cloud=egov&tenant={COUNTY}")
+    page.evaluate("() => { window.notReloaded = true }")
+    rpo = page.get_by_label("恢复点目标（RPO）")
+    expect(rpo.locator("option")).to_have_text(["1 小时", "4 小时", "12 小时", "24 小时"])
+    page.get_by_label("备份名称", exact=True).fill("payroll")
+    page.get_by_label("等保级别", exact=True).select_option("4")
+    page.get_by_label("数据量（GB）", exact=True).fill("40")  # typed while the options are on their way
+    expect(page.get_by_label("恢复点目标（RPO）").locator("option")).to_have_text(["1 小时"])
+    assert page.get_by_label("备份名称", exact=True).input_value() == "payroll"
+    assert page.get_by_label("数据量（GB）", exact=True).input_value() == "40"
+    assert option_values(page, "灾备中心") == ["yichang"]
+    page.get_by_label("数据中心", exact=True).select_option("yichang")
+    expect(page.get_by_label("灾备中心", exact=True).locator("option")).to_have_count(0)
+    assert page.evaluate("() => window.notReloaded") is True
 
 
 @pytest.mark.usefixtures("world")
@@ -444,15 +505,145 @@ def test_axe_finds_no_serious_or_critical_violations_and_focus_is_visible(actor:
     rid = submitted_conditional(clerk)
     admin = actor("platform-admin", "hubei").page
     problems: dict[str, Any] = {}
-    for url in ("/", "/catalogue", "/requests/new/vm", "/requests?tab=all", f"/requests/{rid}", "/quotas", "/backups"):
-        admin.goto(url)
+    pages = ["/", "/catalogue", "/requests/new/vm", "/requests?tab=all", f"/requests/{rid}", "/quotas", "/backups"]
+    pages += ["/requests/new/backup-enrolment", f"/requests/{rid}/edit", "/ops", "/audit", f"/requests/{uuid.uuid4()}"]
+
+    def scan(label: str) -> None:
         admin.add_script_tag(path=str(AXE))
         result = admin.evaluate("async () => (await axe.run(document)).violations")
         bad = [(v["id"], v["impact"], len(v["nodes"])) for v in result if v["impact"] in ("serious", "critical")]
         if bad:
-            problems[url] = bad
+            problems[label] = bad
+
+    for url in pages:
+        admin.goto(url)
+        scan(url)
+    admin.goto(f"/requests/new/vm?cloud={CLOUD}&tenant={COUNTY}")  # after an htmx refresh, with inline errors
+    admin.get_by_label("数据中心", exact=True).select_option("xiangyang")
+    expect(admin.locator("#no-allocation")).to_be_visible()
+    scan("/requests/new/vm (refreshed)")
+    admin.get_by_label("云主机数量", exact=True).fill("1")  # no system named: refused per field
+    admin.get_by_role("button", name="保存草稿").click()
+    expect(admin.locator("[aria-invalid=true]").first).to_be_visible()
+    scan("/requests/new/vm (errors)")
+    admin.goto("/lang/en?next=/")
+    for url in ("/", "/requests/new/vm", f"/requests/{rid}"):
+        admin.goto(url)
+        scan(f"{url} (en)")
     assert not problems, problems
     admin.goto("/requests/new/vm")
     admin.keyboard.press("Tab")
     outline = admin.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
     assert outline not in ("none", ""), "the focused element shows where focus is"
+
+
+FOCUS_STYLE = """() => {
+  const s = getComputedStyle(document.activeElement);
+  return {outline: s.outlineStyle, width: parseFloat(s.outlineWidth) || 0, shadow: s.boxShadow};
+}"""
+
+
+def focused_name(page: Page) -> str:
+    """The focused control's accessible name as Chromium's accessibility tree computes it (CDP)."""
+    page.evaluate(
+        "() => { document.querySelectorAll('[data-kb-focus]').forEach((e) => e.removeAttribute('data-kb-focus'));"
+        " document.activeElement.setAttribute('data-kb-focus', '') }"
+    )
+    cdp = page.context.new_cdp_session(page)
+    try:
+        root = cdp.send("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
+        node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "[data-kb-focus]"})["nodeId"]
+        tree = cdp.send("Accessibility.getPartialAXTree", {"nodeId": node, "fetchRelatives": False})
+    finally:
+        cdp.detach()
+    name = tree["nodes"][0].get("name") or {}
+    return str(name.get("value") or "").strip()
+
+
+def tab_to(page: Page, name: str, *, back: bool = False, limit: int = 120) -> None:
+    """Tab (or Shift+Tab) until the control named ``name`` has focus; every control passed on
+    the way must have an accessible name and a visible focus indicator."""
+    for _ in range(limit):
+        page.keyboard.press("Shift+Tab" if back else "Tab")
+        if page.evaluate("() => document.activeElement === document.body"):
+            continue
+        reached = focused_name(page)
+        style = page.evaluate(FOCUS_STYLE)
+        where = f"{page.url}: {page.locator('*:focus').evaluate('(e) => e.outerHTML.slice(0, 160)')}"
+        assert reached, f"a control without an accessible name: {where}"
+        visible = (style["outline"] != "none" and style["width"] > 0) or style["shadow"] not in ("none", "")
+        assert visible, f"focus is not visible on {where}: {style}"
+        if reached == name:
+            return
+    raise AssertionError(f"Tab never reached {name!r} on {page.url}")
+
+
+def keyboard_login(browser: Browser, server: Server, token: str) -> Page:
+    page = browser.new_context(base_url=server.url, locale="zh-CN").new_page()
+    page.goto("/login")
+    tab_to(page, "API 令牌（ctk_…）")
+    page.keyboard.type(token)
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("待办事项")
+    return page
+
+
+@pytest.mark.usefixtures("world")
+def test_keyboard_only_draft_submit_and_approve(browser: Browser, server: Server, engine: Engine) -> None:
+    """No mouse: Tab/Shift+Tab to reach, type, arrow keys in selects, Enter and Space to act."""
+    tokens = {}
+    for subject, role in (("kb-clerk", "tenant-member"), ("kb-admin", "tenant-admin")):
+        tokens[subject] = grant_token(engine, subject, [(role, COUNTY)])
+        CREATED_SECRETS.append(tokens[subject])
+    page = keyboard_login(browser, server, tokens["kb-clerk"])
+    tab_to(page, "跳到正文", back=True)  # the skip link comes first and shows when focused
+    tab_to(page, "服务目录")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("服务目录")
+    tab_to(page, "云主机 · 教育云")  # each link names its cloud too (ten rows offer the same kinds)
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_contain_text("云主机")
+    assert page.get_by_label("专题云", exact=True).input_value() == CLOUD
+    tab_to(page, "数据中心")
+    page.keyboard.press("ArrowDown")  # wuhan → xiangyang: the options follow, focus stays put
+    expect(page.locator("#no-allocation")).to_be_visible()
+    expect(page.get_by_label("数据中心", exact=True)).to_be_focused()
+    page.keyboard.press("ArrowUp")
+    expect(page.locator("#opt-quota table")).to_contain_text(COUNTY)
+    expect(page.get_by_label("数据中心", exact=True)).to_be_focused()
+    tab_to(page, "新信息系统名称")
+    page.keyboard.type("kb-sys")
+    tab_to(page, "标题")
+    page.keyboard.type("键盘申请")
+    tab_to(page, "云主机数量")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("2")
+    tab_to(page, "数据资源名称")
+    page.keyboard.type("学籍数据")
+    tab_to(page, "共享类型")
+    page.keyboard.press("ArrowDown")  # — 请选择 — → 无条件共享
+    assert page.get_by_label("共享类型", exact=True).input_value() == "unconditional"
+    tab_to(page, "数据目录编号")
+    page.keyboard.type("HB-EDU-0001")
+    tab_to(page, "保存草稿")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_contain_text("草稿")
+    rid = request_id(page)
+    tab_to(page, "提交审批")
+    page.keyboard.press("Space")
+    expect(page.locator("#step-of")).to_have_text("第 1 步，共 2 步")
+
+    approver = keyboard_login(browser, server, tokens["kb-admin"])
+    tab_to(approver, "打开审批收件箱")
+    approver.keyboard.press("Enter")
+    expect(approver.locator("h1")).to_have_text("申请")
+    tab_to(approver, "键盘申请")
+    approver.keyboard.press("Enter")
+    expect(approver.locator("#decide")).to_be_visible()
+    tab_to(approver, "批准")
+    approver.keyboard.press("Enter")
+    expect(approver.locator("#step-of")).to_have_text("第 2 步，共 2 步")
+    public = httpx.get(
+        f"{server.url}/v1/requests/{rid}", headers={"Authorization": f"Bearer {tokens['kb-clerk']}"}
+    ).json()
+    assert (public["steps"][0]["actor"], public["steps"][0]["decision"]) == ("kb-admin", "approved"), public

@@ -34,7 +34,7 @@ def test_over_quota_is_refused_inline_naming_the_level_then_draft_then_submit(
     w = portal_world
     over = w.clerk.post("/requests/new/vm", {**vm_form(count=5, flavor="c4.large"), "action": "draft"})
     assert over.status_code == 409
-    assert 'id="refusal"' in over.text and "超出区层级（江岸区）的配额" in over.text and "vcpus" in over.text
+    assert 'id="refusal"' in over.text and "超出区层级（江岸区）的配额" in over.text and "vCPU" in over.text
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM requests")).scalar() == 0, "a refusal makes nothing"
         assert conn.execute(text("SELECT count(*) FROM information_systems")).scalar() == 0
@@ -228,7 +228,9 @@ def test_the_english_switch_is_remembered_and_translates_the_pages(portal_world:
     rid = conditional_vm(w)
     switched = w.county_admin.get("/lang/en?next=/requests", follow_redirects=False)
     assert switched.status_code == 303 and switched.headers["location"] == "/requests"
-    for url in ("/", "/requests/new/vm", "/requests?tab=inbox", f"/requests/{rid}"):
+    pages = ["/", "/requests/new/vm", "/requests?tab=inbox", f"/requests/{rid}", "/catalogue", "/quotas", "/backups"]
+    pages += ["/requests/new/backup-enrolment", "/requests/new/quota-change", "/ops", "/audit", "/requests/x"]
+    for url in pages:
         html = w.county_admin.get(url).text
         visible = re.sub(r"<[^>]+>", " ", html)
         chinese = set(re.findall(r"[\u4e00-\u9fff]+", visible)) - {"中文", "学籍数据", "江岸区"}

@@ -168,6 +168,7 @@ ROUTES: dict[tuple[str, str], Call] = {
     ("GET", "/requests"): Call("page"),
     ("GET", "/requests/new/{kind}"): Call("self"),
     ("POST", "/requests/new/{kind}"): Call("item", form=True, body=_portal_volume),
+    ("POST", "/requests/new/{kind}/options"): Call("item", form=True, body=_portal_volume),
     ("GET", "/requests/{request_id}"): Call("item"),
     ("GET", "/requests/{request_id}/progress"): Call("item"),
     ("GET", "/requests/{request_id}/edit"): Call("item"),
