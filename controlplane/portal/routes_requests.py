@@ -41,7 +41,7 @@ ACTIVE_STATES = frozenset({RequestState.APPROVED, RequestState.PROVISIONING})
 @router.get("/catalogue")
 def catalogue_page(request: Request, uow: web.Uow, who: web.Who) -> Response:
     clouds = [dict(c.spec, code=c.code) for c in catalogue.clouds(uow)]
-    return web.render(request, "catalogue.html", kinds=forms.KINDS, clouds=clouds)
+    return web.render(request, "catalogue.html", kinds=forms.FORM_KINDS, clouds=clouds)
 
 
 def _creatable_tenants(uow: UnitOfWork, who: Principal) -> list[Tenant]:
@@ -110,7 +110,7 @@ def _form_context(uow: UnitOfWork, who: Principal, kind: str, values: dict[str, 
 
 @router.get("/requests/new/{kind}")
 def new_request_form(request: Request, kind: str, uow: web.Uow, who: web.Who) -> Response:
-    if kind not in forms.KINDS:
+    if kind not in forms.FORM_KINDS:
         return web.error_page(request, NotFound("no such request form"))
     values = {k: v for k, v in request.query_params.items() if k in ("tenant", "cloud", "region", "system")}
     ctx = _form_context(uow, who, kind, values)
@@ -145,7 +145,7 @@ def _dry_run(uow: UnitOfWork, body: RequestCreate, key: NodeKey) -> None:
 
 @router.post("/requests/new/{kind}")
 async def create_request(request: Request, kind: str, uow: web.Uow, who: web.Who) -> Response:
-    if kind not in forms.KINDS:
+    if kind not in forms.FORM_KINDS:
         return web.error_page(request, NotFound("no such request form"))
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     action = form.get("action", "check")
