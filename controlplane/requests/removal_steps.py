@@ -81,11 +81,13 @@ def delete_made_by(sc: StepContext, uow: UnitOfWork, target: Request, path: str,
             spec = target.spec
             namespace = _namespace_allocation(uow, target, path, int(spec["cpu_m"]), int(spec["memory_mb"]))
             return int(bool(call(kube.retire, namespace)))
-    elif target.kind in IN_PROJECT:
+    elif target.kind in IN_PROJECT and backends.openstack(sc.worker, target.region) is not None:
+        if sweep_follows:
+            return 0
         found = _openstack_project(sc, target, path)
         if found is not None:
             provisioner, project = found
-            if project is None or sweep_follows:
+            if project is None:
                 return 0  # no project: nothing of it is left
             delete = {
                 "vm": provisioner.delete_server,
