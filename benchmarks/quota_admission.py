@@ -293,6 +293,12 @@ def main() -> int:
         show(f"{args.clients} clients, audited", audited, baseline["rate"])
         plain = phase(url, counties, args.clients, seconds, audit=False)
         show(f"{args.clients} clients, audit off", plain, baseline["rate"])
+        service.FAST_PATH = False  # the forked clients inherit it
+        general = phase(url, counties, args.clients, seconds, audit=True)
+        service.FAST_PATH = True
+        show(f"{args.clients} clients, general path", general, baseline["rate"])
+        ratio = audited["rate"] / general["rate"] if general["rate"] else float("nan")
+        print(f"one-statement reservations against the general path alone: x{ratio:.2f} admissions/s")
         cost = 100 * (1 - audited["rate"] / plain["rate"]) if plain["rate"] else float("nan")
         slower = audited["p50_ms"] - plain["p50_ms"]
         print(f"cost of auditing: {cost:.0f}% of throughput, admission p50 {slower:+.1f} ms")
@@ -316,7 +322,7 @@ def main() -> int:
         with unit_of_work(engine, readonly=True) as uow:
             check = check_ledger(uow.session)
         engine.dispose()
-        errors = baseline["errors"] + audited["errors"] + plain["errors"] + paced["errors"]
+        errors = baseline["errors"] + audited["errors"] + plain["errors"] + paced["errors"] + general["errors"]
         if check.problems or ok != headroom or errors:
             for problem in check.problems[:20]:
                 print(f"LEDGER PROBLEM: {problem}")

@@ -115,6 +115,18 @@ class BackupRef:
 
 
 @dataclass(frozen=True)
+class BucketRef:
+    """A Swift container in a project's account; usage figures are Swift's (eventually consistent)."""
+
+    name: str
+    tag: str
+    project_id: str
+    quota_bytes: int | None
+    bytes_used: int
+    object_count: int
+
+
+@dataclass(frozen=True)
 class FlavorSpec:
     name: str
     vcpus: int
@@ -214,6 +226,17 @@ class VolumeBackend(Protocol):
     def ensure_volume_backup(self, project: ProjectRef, volume_tag: str, backup_tag: str) -> BackupRef: ...
 
     def delete_volume_backup(self, project: ProjectRef, backup_tag: str) -> bool: ...
+
+
+@runtime_checkable
+class ObjectStoreBackend(Protocol):
+    def ensure_bucket(
+        self, project: ProjectRef, tag: str, quota_bytes: int, *, name: str | None = None
+    ) -> BucketRef: ...
+
+    def find_bucket(self, project: ProjectRef, tag: str, *, name: str | None = None) -> BucketRef | None: ...
+
+    def delete_bucket(self, project: ProjectRef, tag: str, *, name: str | None = None) -> bool: ...
 
 
 @runtime_checkable

@@ -31,9 +31,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from controlplane.audit.record import AuditRecord
+from controlplane.auth.principal import Principal
 from controlplane.db.uow import UnitOfWork
 from controlplane.errors import Conflict, ValidationFailed
-from controlplane.ledger import access
+from controlplane.ledger import access, fastpath
 from controlplane.ledger.chain import Chain, apply_changes, as_json, load_chain, node_key, snapshot, vector, write_nodes
 from controlplane.ledger.errors import LimitAboveParent, LimitBelowConsumption, QuotaRefused, ReservationMissing
 from controlplane.ledger.models import AllocationStatus, LimitSource, QuotaNode, Reservation
@@ -227,6 +228,9 @@ def reserve(
     access.authorize_read(principal, key)
     _check_owner(owner)
     new = checked_vector("delta", delta)
+    fast = _reserve_fast(uow, principal.name, owner, key, new, expires_at)
+    if fast is not None:
+        return fast
     existing = _lock_reservation(uow, owner)
     chain = load_chain(uow, key, lock=True)
     if chain.allocation_status != AllocationStatus.ACTIVE:
@@ -257,6 +261,33 @@ def reserve(
     return existing
 
 
+FAST_PATH = True  # PostgreSQL only; tests switch it off to drive the general path there too
+
+
+def _reserve_fast(
+    uow: UnitOfWork, created_by: str, owner: str, key: NodeKey, new: ResourceVector, expires_at: datetime | None
+) -> Reservation | None:
+    """A new reservation on PostgreSQL in one statement (see ``fastpath``); None: take the
+    general path (SQLite, an owner that already holds one, a premise that no longer held)."""
+    if not FAST_PATH or uow.session.get_bind().dialect.name != "postgresql":
+        return None
+    if not new or any(a < 0 for a in new.values()) or (expires_at is not None and expires_at.tzinfo is None):
+        return None
+    chain = load_chain(uow, key, lock=False)
+    if chain.allocation_status != AllocationStatus.ACTIVE:
+        return None
+    nodes = chain.nodes()
+    outcome = admit(nodes, new)
+    if isinstance(outcome, Refused):
+        return None  # the owner may hold a reservation this one replaces: decided under the locks
+    reservation = fastpath.try_reserve(
+        uow, chain, nodes, outcome, owner=owner, delta=new, created_by=created_by, expires_at=expires_at
+    )
+    if reservation is not None:
+        _audit(uow, "quota.reserve", key, owner=owner, before={"reserved": {}}, after={"reserved": dict(new)})
+    return reservation
+
+
 def get_reservation(uow: UnitOfWork, owner: str) -> Reservation | None:
     return uow.session.scalars(select(Reservation).where(col(Reservation.owner) == owner)).first()
 
@@ -269,6 +300,9 @@ def commit(uow: UnitOfWork, owner: str, part: Mapping[str, int] | None = None) -
     """
     principal = access.principal_of(uow)
     _check_owner(owner)
+    fast = _commit_fast(uow, principal, owner, part)
+    if fast is not None:
+        return fast
     reservation = _lock_reservation(uow, owner)
     if reservation is None:
         raise ReservationMissing(owner)
@@ -304,6 +338,31 @@ def commit(uow: UnitOfWork, owner: str, part: Mapping[str, int] | None = None) -
     )
     _audit(uow, "quota.commit", key, owner=owner, committed=dict(amount), left=dict(held - amount))
     return reservation
+
+
+def _commit_fast(
+    uow: UnitOfWork, principal: Principal, owner: str, part: Mapping[str, int] | None
+) -> Reservation | None:
+    """``commit`` on PostgreSQL in one statement (see ``fastpath.try_commit``); None: take
+    the general path, which also gives every refusal."""
+    if not FAST_PATH or uow.session.get_bind().dialect.name != "postgresql":
+        return None
+    row = fastpath.read_reservation(uow, owner)
+    if row is None:
+        return None
+    key = NodeKey.for_region(row.region) if row.path is None else NodeKey(row.path, row.cloud, row.region)
+    access.authorize_read(principal, key)
+    held, committed = vector(row.amounts), vector(row.committed)
+    amount = held if part is None else checked_vector("part", part)
+    if not amount or not amount.fits_within(held):
+        return None
+    if not fastpath.try_commit(uow, owner, row.node_id, held, committed, amount):
+        return None
+    _audit(uow, "quota.commit", key, owner=owner, committed=dict(amount), left=dict(held - amount))
+    values = {name: getattr(row, name) for name in ("id", "owner", "node_id", "expires_at", "created_by", "created_at")}
+    return Reservation(
+        **values, amounts=as_json(held - amount), committed=as_json(committed + amount), updated_at=uow.now()
+    )
 
 
 def release(uow: UnitOfWork, owner: str, *, reason: str = "released") -> ResourceVector:

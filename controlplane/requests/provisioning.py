@@ -21,6 +21,7 @@ from controlplane.operations.engine import (
     HOOKS,
     KindHooks,
     OperatorError,
+    PermanentFailure,
     Step,
     StepContext,
     register_step,
@@ -33,6 +34,7 @@ from controlplane.requests.service import as_system, move, owner_of
 from controlplane.requests.specs import RequestKind
 from controlplane.requests.states import RequestState
 from controlplane.tenants.models import Tenant
+from provisioners.errors import ResourceConflict
 from provisioners.simulated import ServerSpec
 from quotas import NodeKey
 
@@ -110,34 +112,53 @@ def _undo_servers(sc: StepContext, uow: UnitOfWork) -> None:
             ledger.release_used(uow, NodeKey(path, req.cloud, req.region), committed, reason="compensated")
 
 
+def _create_on_openstack(kind: str, target: tuple[Any, Any], req: Request) -> Any:
+    """A volume in Cinder, or a bucket as a Swift container whose byte quota is the ledger's object_gb."""
+    provisioner, project = target
+    if kind == "bucket":
+        from provisioners.openstack import quota_bytes
+
+        size = quota_bytes(int(req.delta["object_gb"]))
+        try:
+            ref = backend_call(provisioner.ensure_bucket, project, _tag(req, 0), size, name=req.spec.get("name"))
+        except OperatorError as exc:
+            if isinstance(exc.__cause__, ResourceConflict):  # the name is another bucket's: the tenant picks another
+                raise PermanentFailure(f"bucket name taken: {exc.__cause__}") from exc
+            raise
+        return ref.name
+    from provisioners.base import VolumeSpec as OpenStackVolume
+
+    volume = OpenStackVolume(tag=_tag(req, 0), size_gb=int(req.spec["size_gb"]), name=req.spec.get("name"))
+    return backend_call(provisioner.ensure_volume, project, volume).id
+
+
 def _resource(kind: str) -> Step:
-    """Volumes on OpenStack in OpenStack regions; buckets (and volumes elsewhere) on the
-    simulated backend until their adapters are wired."""
+    """Volumes (Cinder) and buckets (Swift) on OpenStack in OpenStack regions; the simulated
+    backend elsewhere."""
 
     def run(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
         req, path = _request(uow, sc)
-        target = _project(sc, req, path) if kind == "volume" else None
+        target = _project(sc, req, path)
         if target is not None:
-            from provisioners.base import VolumeSpec as OpenStackVolume
-
-            volume = OpenStackVolume(tag=_tag(req, 0), size_gb=int(req.spec["size_gb"]), name=req.spec.get("name"))
-            ref = backend_call(target[0].ensure_volume, target[1], volume)
+            resource = _create_on_openstack(kind, target, req)
         else:
             simulated_spec = ServerSpec(
                 tag=_tag(req, 0), project=f"{path}/{req.cloud}", flavor=kind, image="-", vcpus=0, ram_mb=0
             )
-            ref = backend_call(simulated(sc.worker).ensure_server, simulated_spec)
+            resource = backend_call(simulated(sc.worker).ensure_server, simulated_spec).id
         with as_system(uow):
             ledger.commit(uow, owner_of(req.id))
-        return {"resource": ref.id, "committed": req.delta}
+        return {"resource": resource, "committed": req.delta}
 
     def undo(sc: StepContext, uow: UnitOfWork) -> None:
         req, path = _request(uow, sc)
-        target = _project(sc, req, path) if kind == "volume" else None
-        if target is not None:
-            backend_call(target[0].delete_volume, target[1], _tag(req, 0))
-        else:
+        target = _project(sc, req, path)
+        if target is None:
             backend_call(simulated(sc.worker).delete_by_tag, _tag(req, 0))
+        elif kind == "bucket":
+            backend_call(target[0].delete_bucket, target[1], _tag(req, 0), name=req.spec.get("name"))
+        else:
+            backend_call(target[0].delete_volume, target[1], _tag(req, 0))
         committed = sc.memo.get("committed") or {}
         if committed:
             with as_system(uow):

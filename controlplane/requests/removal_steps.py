@@ -33,7 +33,7 @@ from quotas import NodeKey
 
 call = backends.call
 # What a request of these kinds made lives in the allocation's OpenStack project (OpenStack regions).
-IN_PROJECT = frozenset({"vm", "volume", "volume-backup"})
+IN_PROJECT = frozenset({"vm", "volume", "volume-backup", "bucket"})
 
 
 def lock_domain(uow: UnitOfWork, tenant_path: str, *, exclusive: bool) -> None:
@@ -89,13 +89,17 @@ def delete_made_by(sc: StepContext, uow: UnitOfWork, target: Request, path: str,
             provisioner, project = found
             if project is None:
                 return 0  # no project: nothing of it is left
+            if target.kind == "bucket":  # a Swift container, objects first
+                return int(
+                    bool(call(provisioner.delete_bucket, project, _tag(target, 0), name=target.spec.get("name")))
+                )
             delete = {
                 "vm": provisioner.delete_server,
                 "volume": provisioner.delete_volume,
                 "volume-backup": provisioner.delete_volume_backup,
             }[target.kind]
             return sum(bool(call(delete, project, tag)) for tag in _tags(target))
-    # simulated regions, and buckets until their Swift adapter is wired
+    # simulated regions
     cloud = backends.simulated(sc.worker)
     return sum(bool(call(cloud.delete_by_tag, tag)) for tag in _tags(target))
 

@@ -1,10 +1,11 @@
-"""The OpenStack adapter (openstacksdk): onboarding, servers, volumes, backups, catalogue,
-usage, capacity and retirement for one region, errors mapped by `errors.ERROR_TABLE`."""
+"""The OpenStack adapter (openstacksdk): onboarding, servers, volumes, backups, buckets (Swift),
+catalogue, usage, capacity and retirement for one region, errors mapped by `errors.ERROR_TABLE`."""
 
 from provisioners.openstack.common import DEFAULT_ZONES, IngressRule, OpenStackSettings, ZoneProfile
 from provisioners.openstack.connection import CloudConfig, ProjectConnections, build_connection
 from provisioners.openstack.errors import ERROR_TABLE, ErrorRule, map_error, translated
 from provisioners.openstack.network import network_name
+from provisioners.openstack.object_store import quota_bytes
 from provisioners.openstack.provisioner import (
     LEDGER_QUOTAS,
     Onboarded,
@@ -33,6 +34,7 @@ __all__ = [
     "map_error",
     "network_name",
     "project_name",
+    "quota_bytes",
     "quotas_from_limits",
     "translated",
 ]

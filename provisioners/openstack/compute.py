@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -16,6 +17,15 @@ METADATA_VALUE_MAX = 255
 SERVER_SETTLED = frozenset(
     {"ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED", "SHELVED", "SHELVED_OFFLOADED", "RESCUE", "VERIFY_RESIZE"}
 )
+
+
+# names Nova's regex filter takes literally (our tags and request names are of this form)
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+
+
+def _server_tag(tag: str) -> bool:
+    """Whether Nova takes ``tag`` as a server tag (at most 60 characters, no '/' or ',')."""
+    return len(tag) <= 60 and "/" not in tag and "," not in tag
 
 
 def _flavor_name(server: Any) -> str:
@@ -53,13 +63,29 @@ class ComputeOps(OpenStackBase):
             addresses=_addresses(server),
         )
 
-    def _find_server(self, conn: Connection, tag: str, *, project_id: str | None = None) -> Any | None:
-        """Oldest server carrying the tag (a duplicate can only come from a create racing a retry)."""
-        query: dict[str, Any] = {"details": True}
+    def _find_server(
+        self, conn: Connection, tag: str, *, project_id: str | None = None, name: str | None = None
+    ) -> Any | None:
+        """Oldest server carrying the tag (a duplicate can only come from a create racing a retry).
+
+        Nova filters by server tag (we create servers with the tag as a Nova server tag as well
+        as in metadata), so a find costs the same in a project of 1 or 1,000 servers; listing
+        the project and filtering here made N one-VM requests O(N²) in Nova's API. A server
+        made before server tags were set is still found by ``name`` (also filtered by Nova), or,
+        without a plain one, by a full listing."""
+        base: dict[str, Any] = {"details": True}
         if project_id is not None:
-            query.update(all_projects=True, project_id=project_id)
-        matches = [s for s in conn.compute.servers(**query) if (s.metadata or {}).get(self.settings.tag_key) == tag]
-        return min(matches, key=lambda s: (s.created_at or "", s.id)) if matches else None
+            base.update(all_projects=True, project_id=project_id)
+        queries: list[dict[str, Any]] = [{**base, "tags": tag}] if _server_tag(tag) else []
+        if name is not None and _PLAIN_NAME.match(name):
+            queries.append({**base, "name": f"^{name}$"})
+        else:
+            queries.append(base)
+        for query in queries:
+            matches = [s for s in conn.compute.servers(**query) if (s.metadata or {}).get(self.settings.tag_key) == tag]
+            if matches:
+                return min(matches, key=lambda s: (s.created_at or "", s.id))
+        return None
 
     def _wait_active(self, conn: Connection, server: Any, tag: str) -> Any:
         def fetch() -> Any:
@@ -84,7 +110,7 @@ class ComputeOps(OpenStackBase):
             raise self.invalid(f"server tag must be 1–{METADATA_VALUE_MAX} characters")
         with self.errors():
             conn = self.scoped(project)
-            server = self._find_server(conn, spec.tag)
+            server = self._find_server(conn, spec.tag, name=spec.name or spec.tag)
             if server is None:
                 flavor = conn.compute.find_flavor(spec.flavor, ignore_missing=True)
                 if flavor is None:
@@ -106,6 +132,7 @@ class ComputeOps(OpenStackBase):
                     image_id=image.id,
                     networks=networks,
                     metadata={**spec.metadata, self.settings.tag_key: spec.tag},
+                    **({"tags": [spec.tag]} if _server_tag(spec.tag) else {}),
                 )
             return self._server_ref(self._wait_active(conn, server, spec.tag), spec.tag)
 

@@ -53,6 +53,7 @@ QUOTA_MARKERS = (
     "overquota",
     "volumelimitexceeded",
     "maximum number of",  # Cinder "Maximum number of volumes allowed (N) exceeded"
+    "upload exceeds quota",  # Swift 413 from container_quotas / account_quotas
 )
 NO_HOST_MARKERS = ("no valid host", "no valid backend", "could not find any available weighted backend")
 
@@ -114,11 +115,12 @@ class ErrorRule:
 ERROR_TABLE: tuple[ErrorRule, ...] = (
     ErrorRule(
         "HTTP 403/409/413 saying quota exceeded (Nova 403 `Quota exceeded for cores`, Cinder 413 "
-        "`VolumeSizeExceedsAvailableQuota`, Neutron 409 `Quota exceeded for resources`)",
+        "`VolumeSizeExceedsAvailableQuota`, Neutron 409 `Quota exceeded for resources`, Swift 413 "
+        "`Upload exceeds quota.`)",
         _both(_status_in(403, 409, 413), _says(*QUOTA_MARKERS)),
         BackendQuotaExceeded,
         "failed (tenant acts)",
-        "box: quota 0 then boot / create volume / create network",
+        "box: quota 0 then boot / create volume / create network; an object beyond a bucket's quota",
     ),
     ErrorRule(
         "server or volume in ERROR whose fault says quota exceeded (Nova's conductor re-check, Cinder message "
@@ -152,18 +154,21 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
         "box: a server and a backup waited for with a 0 s / 0.2 s timeout, then the retry finds the same one",
     ),
     ErrorRule(
-        "HTTP 401 (keystoneauth `Unauthorized` on authentication, or a call after credentials were revoked)",
+        "HTTP 401 (keystoneauth `Unauthorized` on authentication, or a call after credentials were revoked; "
+        "Swift's authtoken refusing a token)",
         _status_in(401),
         BackendAuthError,
         "errored (operator acts)",
-        "box: wrong password; user disabled after the provisioner authenticated",
+        "box: wrong password; user disabled after the provisioner authenticated; Swift given a token Keystone "
+        "never issued",
     ),
     ErrorRule(
-        "HTTP 403 without a quota message (policy refused)",
+        "HTTP 403 without a quota message (policy refused; Swift's keystoneauth: no operator role on the project)",
         _status_in(403),
         BackendAuthError,
         "errored (operator acts)",
-        "box: a project member's connection asked to create a domain",
+        "box: a project member's connection asked to create a domain; a bucket made by a user with only "
+        "`reader` on the project",
     ),
     ErrorRule(
         "keystoneauth `AuthorizationFailure` / missing auth options",
@@ -180,7 +185,8 @@ ERROR_TABLE: tuple[ErrorRule, ...] = (
         "box: a role assignment on an unknown project id",
     ),
     ErrorRule(
-        "HTTP 409 without a quota message (busy: task state, concurrent create of the same name)",
+        "HTTP 409 without a quota message (busy: task state, concurrent create of the same name; Swift: a "
+        "container whose listing still shows objects)",
         _status_in(409),
         TransientBackendError,
         "transient (retry later)",

@@ -1,4 +1,5 @@
-"""Retiring a project: everything in it, in dependency order, then the project and an empty domain."""
+"""Retiring a project: everything in it (Swift containers too), in dependency order, then the project
+and an empty domain."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from typing import Any
 from provisioners.base import ProjectRef, RetirementReport
 from provisioners.openstack.common import MANAGED, get_or_none, identity, image
 from provisioners.openstack.compute import ComputeOps
+from provisioners.openstack.object_store import ObjectStoreOps
 from provisioners.openstack.volume import VolumeOps
 
 ROUTER_GATEWAY = "network:router_gateway"
 
 
-class RetirementOps(ComputeOps, VolumeOps):
+class RetirementOps(ComputeOps, VolumeOps, ObjectStoreOps):
     def retire_project(self, project: ProjectRef, *, drop_empty_domain: bool = True) -> RetirementReport:
         """Idempotent: every step lists what is left by project id (as admin) and deletes it, so a
         pass interrupted anywhere is finished by the next one.
@@ -46,6 +48,8 @@ class RetirementOps(ComputeOps, VolumeOps):
             self._retire_network(project, deleted)
 
             exists = get_or_none(identity(admin).get_project, project.id) is not None
+            if exists:  # Swift's account is reached through a token scoped to the project
+                deleted["buckets"] += self._delete_project_buckets(project)
             if exists:  # Nova refuses quota calls for a project Keystone no longer knows
                 admin.compute.revert_quota_set(project.id)
             admin.block_storage.revert_quota_set(project.id)

@@ -8,14 +8,18 @@ with one device; account/container/object servers and the proxy on 127.0.0.1.
                        outside the clone, in SWIFT_BOX_WHEELHOUSE)
     start [--auth M]   write the configuration, build the rings (once), start everything and
                        wait (up to --timeout, 60 s) until a real write/read/delete succeeds
-    stop               stop by PID file (SIGTERM, then SIGKILL): never by process name
+    stop               stop by PID file (SIGTERM, then SIGKILL): never by process name; in keystone
+                       mode first remove this box's object-store endpoints from Keystone
     status             each process and a health check; exit 0 only when all is up
     env [--user U]     shell exports for restic's swift backend (ST_AUTH/ST_USER/ST_KEY) and
-        [--json]       rclone (RCLONE_CONFIG_*); --json: everything, all users
+        [--json]       rclone (RCLONE_CONFIG_*); --json: everything, all users; in keystone
+                       mode the OS_* variables of the Keystone `swift` user
 
 Auth modes: ``tempauth`` (users below, keys generated once, stored 0600 in
-credentials.json) and ``keystone`` (TODO, see docs/disaster-recovery.md: the OpenStack box
-will register Swift with its Keystone; this script already keeps the mode as a parameter).
+credentials.json) and ``keystone`` (authtoken + keystoneauth against the OpenStack box's
+Keystone; ``start`` registers the ``swift`` service user, the ``object-store`` service and its
+endpoints there itself, idempotently, through Keystone's API). Container quotas
+(``X-Container-Meta-Quota-Bytes``) are enforced in both modes.
 
 Standard library only: it runs on the machine's Python before the virtualenv exists.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import fcntl
 import http.client
 import json
 import os
@@ -70,8 +75,48 @@ PORTS = {
 AUTH_URL = f"http://{HOST}:{PORTS['proxy']}/auth/v1.0"
 READY_TIMEOUT_S = 60.0
 PIPELINE_HEAD = ("catch_errors", "gatekeeper", "healthcheck", "proxy-logging", "cache", "listing_formats")
-PIPELINE_TAIL = ("copy", "slo", "dlo", "versioned_writes", "proxy-logging", "proxy-server")
+PIPELINE_TAIL = ("slo", "dlo", "versioned_writes", "proxy-logging", "proxy-server")
 PROBE_CONTAINER = "chutian-swift-box-probe"
+# Right after the auth filter (container_quotas' own advice), with `copy` above it so a
+# server-side COPY is counted too (Swift's sample pipeline does the same).
+QUOTA_FILTERS = ("copy", "container-quotas")
+AUTH_FILTERS = {"tempauth": ("tempauth",), "keystone": ("authtoken", "keystoneauth")}
+RESELLER_ROLE = "ResellerAdmin"  # keystoneauth's default reseller_admin_role
+
+
+@dataclass(frozen=True)
+class Keystone:
+    """Keystone mode's settings (SWIFT_BOX_KEYSTONE_*); the defaults are the OpenStack box's."""
+
+    url: str
+    region: str
+    user: str
+    password: str
+    project: str
+    domain_id: str
+    admin_user: str
+    admin_password: str
+    admin_project: str
+
+    @classmethod
+    def from_env(cls) -> Keystone:
+        env = os.environ.get
+        return cls(
+            url=env("SWIFT_BOX_KEYSTONE_URL", "http://127.0.0.1:15000").rstrip("/"),
+            region=env("SWIFT_BOX_KEYSTONE_REGION", "wuhan"),
+            user=env("SWIFT_BOX_KEYSTONE_USER", "swift"),
+            password=env("SWIFT_BOX_KEYSTONE_PASSWORD", "chutian-box-service"),
+            project=env("SWIFT_BOX_KEYSTONE_PROJECT", "service"),
+            domain_id=env("SWIFT_BOX_KEYSTONE_DOMAIN_ID", "default"),
+            admin_user=env("SWIFT_BOX_KEYSTONE_ADMIN_USER", "admin"),
+            admin_password=env("SWIFT_BOX_KEYSTONE_ADMIN_PASSWORD", "chutian-box-admin"),
+            admin_project=env("SWIFT_BOX_KEYSTONE_ADMIN_PROJECT", "admin"),
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{PORTS['proxy']}/v1/AUTH_%(project_id)s"
+
 
 # tempauth users: account:user -> groups.  ``dr:admin`` is the DR operator (retention, checks,
 # verification); ``dr:cityNN`` have no rights of their own: the DR admin grants each one
@@ -110,6 +155,14 @@ def _pip(*args: str, log: Path, check: bool) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
+    """Serialised on a lock next to the shared wheelhouse (two boxes may install at once)."""
+    WHEELHOUSE.parent.mkdir(parents=True, exist_ok=True)
+    with open(WHEELHOUSE.parent / f".{WHEELHOUSE.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _install(args)
+
+
+def _install(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     LOG.mkdir(parents=True, exist_ok=True)
     _apt_install(APT_PACKAGES)
@@ -230,15 +283,36 @@ default = yes
     (ETC / "container-server.conf").write_text(_server_conf("container", "container"))
     (ETC / "object-server.conf").write_text(_server_conf("object", "object", "mb_per_sync = 16\n"))
     if auth == "tempauth":
-        auth_filters = "tempauth"
         auth_conf = f"""[filter:tempauth]
 use = egg:swift#tempauth
 reseller_prefix = AUTH
 token_life = 86400
 {_tempauth_users(keys)}
 """
-    else:  # pragma: no cover - see cmd_start: refused before we get here
-        raise BoxError(f"auth mode {auth!r} is not implemented")
+    else:
+        ks = Keystone.from_env()
+        auth_conf = f"""[filter:authtoken]
+paste.filter_factory = keystonemiddleware.auth_token:filter_factory
+www_authenticate_uri = {ks.url}/v3
+auth_url = {ks.url}/v3
+auth_type = password
+username = {ks.user}
+password = {ks.password}
+project_name = {ks.project}
+user_domain_id = {ks.domain_id}
+project_domain_id = {ks.domain_id}
+region_name = {ks.region}
+delay_auth_decision = True
+cache = swift.cache
+include_service_catalog = False
+
+[filter:keystoneauth]
+use = egg:swift#keystoneauth
+operator_roles = admin, member
+reseller_prefix = AUTH_
+reseller_admin_role = {RESELLER_ROLE}
+"""
+    auth_filters = " ".join(AUTH_FILTERS[auth] + QUOTA_FILTERS)
     proxy = f"""[DEFAULT]
 bind_ip = {HOST}
 bind_port = {PORTS["proxy"]}
@@ -281,6 +355,9 @@ use = egg:swift#listing_formats
 [filter:copy]
 use = egg:swift#copy
 
+[filter:container-quotas]
+use = egg:swift#container_quotas
+
 [filter:slo]
 use = egg:swift#slo
 
@@ -292,7 +369,7 @@ use = egg:swift#versioned_writes
 
 {auth_conf}"""
     (ETC / "proxy-server.conf").write_text(proxy)
-    os.chmod(ETC / "proxy-server.conf", 0o600)  # it holds the tempauth keys
+    os.chmod(ETC / "proxy-server.conf", 0o600)  # it holds the tempauth keys or the service password
     MODE_FILE.write_text(auth + "\n")
 
 
@@ -438,10 +515,161 @@ def authenticate(user: str, key: str) -> tuple[str, str]:
     return headers["x-storage-url"], headers["x-auth-token"]
 
 
-def probe() -> None:
-    """A real write, read back and delete as the DR admin (the first write after a start once got a 500)."""
-    keys: dict[str, str] = _credentials()["keys"]  # type: ignore[assignment]
-    storage, token = authenticate("dr:admin", keys["dr:admin"])
+# ---------------------------------------------------------------- Keystone (keystone mode)
+
+
+def _ks(
+    ks: Keystone, method: str, path: str, token: str | None = None, body: object | None = None
+) -> tuple[int, dict[str, str], dict[str, object]]:
+    """One Keystone v3 call; JSON in and out. Bodies may hold passwords: never logged."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if token:
+        headers["X-Auth-Token"] = token
+    data = json.dumps(body).encode() if body is not None else None
+    status, got, raw = _request(method, f"{ks.url}/v3{path}", headers, data)
+    try:
+        doc = json.loads(raw) if raw else {}
+    except ValueError:
+        doc = {}
+    return status, got, doc if isinstance(doc, dict) else {}
+
+
+def _ks_ok(what: str, answer: tuple[int, dict[str, str], dict[str, object]], *ok: int) -> dict[str, object]:
+    status, _, doc = answer
+    if status not in ok:
+        error = doc.get("error")
+        message = error.get("message") if isinstance(error, dict) else ""
+        raise BoxError(f"Keystone: {what} answered {status} {message}".rstrip())
+    return doc
+
+
+def keystone_token(ks: Keystone, user: str, password: str, project: str) -> tuple[str, dict[str, object]]:
+    """(token, token body) for `user` scoped to `project`, both in the configured domain."""
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": user, "domain": {"id": ks.domain_id}, "password": password}},
+            },
+            "scope": {"project": {"name": project, "domain": {"id": ks.domain_id}}},
+        }
+    }
+    answer = _ks(ks, "POST", "/auth/tokens", body=body)
+    doc = _ks_ok(f"token for {user} on {project}", answer, 201)
+    token = doc.get("token")
+    return answer[1]["x-subject-token"], token if isinstance(token, dict) else {}
+
+
+def _one(ks: Keystone, token: str, collection: str, query: dict[str, str]) -> dict[str, object] | None:
+    doc = _ks_ok(f"list {collection}", _ks(ks, "GET", f"/{collection}?{urllib.parse.urlencode(query)}", token), 200)
+    items = doc.get(collection)
+    return items[0] if isinstance(items, list) and items else None
+
+
+def register_keystone(ks: Keystone) -> None:
+    """Idempotent: `ResellerAdmin` for the registering admin, the `swift` user (admin on the
+    service project), the `object-store` service and its public/internal/admin endpoints in the
+    region pointing at this box's proxy (one per interface: others are re-pointed or removed)."""
+    try:
+        admin, scope = keystone_token(ks, ks.admin_user, ks.admin_password, ks.admin_project)
+    except OSError as err:
+        raise BoxError(f"Keystone at {ks.url} does not answer ({err}): start scripts/openstack-box first") from None
+    # keystoneauth's reseller admin: the cloud admin may read and clean any project's account
+    reseller = _one(ks, admin, "roles", {"name": RESELLER_ROLE})
+    if reseller is None:
+        body = {"role": {"name": RESELLER_ROLE}}
+        reseller = _ks_ok(f"create role {RESELLER_ROLE}", _ks(ks, "POST", "/roles", admin, body), 201)["role"]  # type: ignore[assignment]
+    assert isinstance(reseller, dict)
+    user_id, project_id = scope["user"]["id"], scope["project"]["id"]  # type: ignore[index]
+    path = f"/projects/{project_id}/users/{user_id}/roles/{reseller['id']}"
+    _ks_ok(f"grant {RESELLER_ROLE} to {ks.admin_user}", _ks(ks, "PUT", path, admin), 204, 200)
+    project = _one(ks, admin, "projects", {"name": ks.project, "domain_id": ks.domain_id})
+    role = _one(ks, admin, "roles", {"name": "admin"})
+    if project is None or role is None:
+        raise BoxError(f"Keystone has no project {ks.project!r} or no role 'admin' (is it the OpenStack box?)")
+    user = _one(ks, admin, "users", {"name": ks.user, "domain_id": ks.domain_id})
+    if user is None:
+        body = {"user": {"name": ks.user, "domain_id": ks.domain_id, "password": ks.password, "enabled": True}}
+        user = _ks_ok(f"create user {ks.user}", _ks(ks, "POST", "/users", admin, body), 201)["user"]  # type: ignore[assignment]
+        say(f"keystone: created user {ks.user}")
+    assert isinstance(user, dict)
+    path = f"/projects/{project['id']}/users/{user['id']}/roles/{role['id']}"
+    _ks_ok("grant admin on the service project", _ks(ks, "PUT", path, admin), 204, 200)
+    try:
+        keystone_token(ks, ks.user, ks.password, ks.project)
+    except BoxError:  # the user exists with another password: ours is the one the proxy will use
+        body = {"user": {"password": ks.password}}
+        _ks_ok(f"set the password of {ks.user}", _ks(ks, "PATCH", f"/users/{user['id']}", admin, body), 200)
+        say(f"keystone: reset the password of {ks.user}")
+    service = _one(ks, admin, "services", {"type": "object-store"})
+    if service is None:
+        body = {"service": {"type": "object-store", "name": "swift", "description": "swift-box", "enabled": True}}
+        service = _ks_ok("create service", _ks(ks, "POST", "/services", admin, body), 201)["service"]  # type: ignore[assignment]
+        say("keystone: created service object-store")
+    assert isinstance(service, dict)
+    listed = _ks_ok("list endpoints", _ks(ks, "GET", f"/endpoints?service_id={service['id']}", admin), 200)
+    endpoints = [e for e in listed.get("endpoints") or [] if isinstance(e, dict)]  # type: ignore[attr-defined]
+    for interface in ("public", "internal", "admin"):
+        mine = [e for e in endpoints if e.get("interface") == interface and e.get("region_id") == ks.region]
+        for extra in mine[1:]:
+            _ks_ok("delete a duplicate endpoint", _ks(ks, "DELETE", f"/endpoints/{extra['id']}", admin), 204)
+        if not mine:
+            body = {
+                "endpoint": {
+                    "service_id": service["id"],
+                    "interface": interface,
+                    "region_id": ks.region,
+                    "url": ks.endpoint,
+                    "enabled": True,
+                }
+            }
+            _ks_ok(f"create the {interface} endpoint", _ks(ks, "POST", "/endpoints", admin, body), 201)
+            say(f"keystone: {interface} endpoint {ks.endpoint}")
+        elif mine[0].get("url") != ks.endpoint or not mine[0].get("enabled", True):
+            body = {"endpoint": {"url": ks.endpoint, "enabled": True}}
+            _ks_ok(
+                f"update the {interface} endpoint", _ks(ks, "PATCH", f"/endpoints/{mine[0]['id']}", admin, body), 200
+            )
+            say(f"keystone: {interface} endpoint now {ks.endpoint}")
+
+
+def deregister_keystone(ks: Keystone) -> None:
+    """Remove the endpoints pointing at this box (and the service when none is left), so clients
+    of the shared Keystone never find an object store that is not running."""
+    admin, _ = keystone_token(ks, ks.admin_user, ks.admin_password, ks.admin_project)
+    service = _one(ks, admin, "services", {"type": "object-store"})
+    if service is None:
+        return
+    listed = _ks_ok("list endpoints", _ks(ks, "GET", f"/endpoints?service_id={service['id']}", admin), 200)
+    endpoints = [e for e in listed.get("endpoints") or [] if isinstance(e, dict)]  # type: ignore[attr-defined]
+    mine = [e for e in endpoints if e.get("url") == ks.endpoint]
+    for endpoint in mine:
+        _ks_ok("delete an endpoint", _ks(ks, "DELETE", f"/endpoints/{endpoint['id']}", admin), 204, 404)
+    if len(mine) == len(endpoints):
+        _ks_ok("delete the service", _ks(ks, "DELETE", f"/services/{service['id']}", admin), 204, 404)
+    say(f"keystone: removed {len(mine)} object-store endpoint(s) of this box")
+
+
+def keystone_storage(ks: Keystone) -> tuple[str, str]:
+    """(storage URL, token) of the swift service user on its project, the URL read from the catalog."""
+    token, body = keystone_token(ks, ks.user, ks.password, ks.project)
+    for service in body.get("catalog") or []:  # type: ignore[attr-defined]
+        if service.get("type") != "object-store":
+            continue
+        for endpoint in service.get("endpoints") or []:
+            if endpoint.get("interface") == "public" and endpoint.get("region_id", endpoint.get("region")) == ks.region:
+                return str(endpoint["url"]), token
+    raise BoxError(f"no public object-store endpoint in region {ks.region} in the token's catalog")
+
+
+def probe(auth_mode: str = "tempauth") -> None:
+    """A real write, read back and delete (the first write after a start once got a 500): as the
+    DR admin with tempauth, as the Keystone `swift` user on its project with keystone."""
+    if auth_mode == "keystone":
+        storage, token = keystone_storage(Keystone.from_env())
+    else:
+        keys: dict[str, str] = _credentials()["keys"]  # type: ignore[assignment]
+        storage, token = authenticate("dr:admin", keys["dr:admin"])
     auth = {"X-Auth-Token": token}
     status, _, _ = _request("PUT", f"{storage}/{PROBE_CONTAINER}", auth)
     if status not in (201, 202):
@@ -483,16 +711,16 @@ def _memcached_up() -> bool:
 
 def cmd_start(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
-    if args.auth == "keystone":
-        raise BoxError(
-            "--auth keystone is not implemented yet: it needs Keystone from scripts/openstack-box "
-            "(see docs/disaster-recovery.md, 'Keystone mode'); use --auth tempauth"
-        )
     _require_install()
+    if args.auth == "keystone":
+        register_keystone(Keystone.from_env())
+        timing("keystone-registration", time.monotonic() - t0)
     running = [svc.name for svc in SERVICES if _alive(_read_pidfile(svc))]
     if running and len(running) == len(SERVICES) and MODE_FILE.exists() and MODE_FILE.read_text().strip() == args.auth:
         say("already running; checking it answers")
     else:
+        if running and MODE_FILE.exists() and MODE_FILE.read_text().strip() == "keystone" and args.auth != "keystone":
+            cmd_stop(args)  # a running box leaves keystone mode: its endpoints go from the catalog too
         for svc in SERVICES:  # a partial or differently configured box: start from scratch
             stop_service(svc)
         busy = [f"{svc.name}:{svc.port}" for svc in SERVICES if _port_open(svc.port)]
@@ -512,12 +740,17 @@ def cmd_start(args: argparse.Namespace) -> int:
                 stop_service(svc)
             raise BoxError(f"exited during start: {', '.join(dead)}\n{logs}")
         try:
-            probe()
+            probe(args.auth)
         except (OSError, BoxError, http.client.HTTPException) as err:
             last = str(err) or type(err).__name__
             time.sleep(0.5)
             continue
-        say(f"ready: proxy {AUTH_URL} ({args.auth}); `scripts/swift-box env` prints credentials")
+        where = (
+            AUTH_URL
+            if args.auth == "tempauth"
+            else f"{Keystone.from_env().endpoint} (Keystone {Keystone.from_env().url})"
+        )
+        say(f"ready: proxy {where} ({args.auth}); `scripts/swift-box env` prints credentials")
         timing("start", time.monotonic() - t0)
         return 0
     logs = "\n".join(f"--- {svc.name}.log\n{tail(svc.log)}" for svc in SERVICES)
@@ -533,6 +766,11 @@ def _port_open(port: int) -> bool:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    if MODE_FILE.exists() and MODE_FILE.read_text().strip() == "keystone":
+        try:
+            deregister_keystone(Keystone.from_env())
+        except (OSError, BoxError) as err:  # stopping must work with Keystone gone too
+            say(f"warning: could not remove the object-store endpoints from Keystone: {err}")
     for svc in reversed(SERVICES):
         stop_service(svc)
     say("stopped")
@@ -550,24 +788,45 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = "running" if alive else "stopped"
         out(f"{svc.name:10} {state:8} pid {pid!s:8} {HOST}:{svc.port} {'ok' if healthy else 'DOWN'}")
     mode = MODE_FILE.read_text().strip() if MODE_FILE.exists() else "-"
-    out(f"auth       {mode}  {AUTH_URL}")
+    out(f"auth       {mode}  {Keystone.from_env().url if mode == 'keystone' else AUTH_URL}")
     return 0 if ok else 3
+
+
+def _keystone_env() -> dict[str, str]:
+    """OpenStack client variables (restic's swift backend reads them) for the Keystone `swift` user."""
+    ks = Keystone.from_env()
+    return {
+        "OS_AUTH_URL": f"{ks.url}/v3",
+        "OS_IDENTITY_API_VERSION": "3",
+        "OS_REGION_NAME": ks.region,
+        "OS_USERNAME": ks.user,
+        "OS_PASSWORD": ks.password,
+        "OS_PROJECT_NAME": ks.project,
+        "OS_USER_DOMAIN_ID": ks.domain_id,
+        "OS_PROJECT_DOMAIN_ID": ks.domain_id,
+    }
 
 
 def cmd_env(args: argparse.Namespace) -> int:
     keys: dict[str, str] = _credentials()["keys"]  # type: ignore[assignment]
+    mode = MODE_FILE.read_text().strip() if MODE_FILE.exists() else None
     if args.json:
         users = {u: {"key": keys[u], "account": f"AUTH_{u.split(':')[0]}", "groups": list(g)} for u, g in USERS.items()}
         doc = {
             "auth_url": AUTH_URL,
             "storage_url_base": f"http://{HOST}:{PORTS['proxy']}/v1",
-            "auth_mode": MODE_FILE.read_text().strip() if MODE_FILE.exists() else None,
+            "auth_mode": mode,
+            "keystone": {**_keystone_env(), "endpoint": Keystone.from_env().endpoint} if mode == "keystone" else None,
             "ports": PORTS,
             "state_dir": str(BOX),
             "devices": str(DEVICES),
             "users": users,
         }
         out(json.dumps(doc, indent=2))
+        return 0
+    if mode == "keystone":
+        for name, value in _keystone_env().items():
+            out(f"export {name}={shlex.quote(value)}")
         return 0
     if args.user not in keys:
         raise BoxError(f"unknown user {args.user!r}; one of {', '.join(USERS)}")

@@ -76,6 +76,8 @@ def mapped(exc: BaseException) -> type[ProvisionerError]:
             BackendQuotaExceeded,
         ),
         (409, "Quota exceeded for resources: ['network'].", BackendQuotaExceeded),
+        (413, "Upload exceeds quota.", BackendQuotaExceeded),  # Swift's container_quotas
+        (409, "There was a conflict when trying to complete your request.", TransientBackendError),  # Swift
         (401, "The request you have made requires authentication.", BackendAuthError),
         (403, "You are not authorized to perform the requested action: identity:create_domain.", BackendAuthError),
         (403, "Policy doesn't allow os_compute_api:servers:create to be performed.", BackendAuthError),

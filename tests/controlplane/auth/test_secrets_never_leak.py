@@ -76,6 +76,8 @@ def test_no_secret_in_logs_or_database(
         for secret in secrets:
             assert secret not in logs, "a token appeared in the logs"
             assert secret not in database, "a token is stored in plain text"
+            if not secret.startswith("ctk_"):
+                continue  # other tests' secrets (a backup repository's password, ...) are whole
             secret_part = secret.split("_", 2)[2]  # ctk_<prefix>_<secret>; the secret may itself contain "_"
             assert len(secret_part) >= 40 and secret_part not in database, "a token's secret is stored in plain text"
     finally:

@@ -1,8 +1,9 @@
 """Many concurrent admissions on PostgreSQL: each its own connection and transaction.
 
 The limit that binds admits exactly as many as it can hold, every other request is refused
-naming that node, and the stored ledger stays exact. Locks are taken root to leaf, so mixed
-operations on overlapping chains never deadlock.
+naming that node, and the stored ledger stays exact. Locks are taken in one order (reservation,
+then the chain leaf first), so mixed operations on overlapping chains never deadlock, with
+new reservations through the one-statement path and through the general path alike.
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ pytestmark = pytest.mark.postgres_only
 
 CLIENTS = 240
 POOL = 60  # well under the server's max_connections, far fewer than the clients
+
+
+@pytest.fixture(autouse=True, params=["one-statement", "general"])
+def reserve_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every race twice: new reservations through the one-statement path (``ledger.fastpath``,
+    the default on PostgreSQL) and through the general lock-then-compute path alone."""
+    monkeypatch.setattr(service, "FAST_PATH", request.param == "one-statement")
+    return str(request.param)
 
 
 @pytest.fixture

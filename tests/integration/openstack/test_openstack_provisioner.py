@@ -431,6 +431,26 @@ def test_server_is_active_in_the_tenant_project_once_and_usage_equals_novas(
     assert provisioner.project_usage(county.project)["instances"] == 0
 
 
+def test_a_server_is_found_by_its_nova_tag_even_renamed(
+    box_admin: Conn, provisioner: OpenStackProvisioner, county: Onboarded, flavor: FlavorSpec, image: Any
+) -> None:
+    """Find-or-create asks Nova for the server tag (no listing of the whole project): a
+    server the tenant renamed is still the one a retried step finds."""
+    tag = f"req-{uuid.uuid4()}-0"
+    spec = ServerSpec(tag=tag, flavor=flavor.name, image=image.name, name="cp-vm")
+    try:
+        ref = provisioner.ensure_server(county.project, spec)
+        assert box_admin.compute.get_server(ref.id).tags == [tag]
+        listed = box_admin.compute.servers(all_projects=True, project_id=county.project.id, tags=tag)
+        assert [s.id for s in listed] == [ref.id]
+        box_admin.compute.update_server(ref.id, name="renamed-by-the-tenant")
+        assert provisioner.ensure_server(county.project, spec).id == ref.id
+        assert len(list(box_admin.compute.servers(all_projects=True, project_id=county.project.id))) == 1
+    finally:
+        assert provisioner.delete_server(county.project, tag) in (True, False)
+    assert provisioner.delete_server(county.project, tag) is False
+
+
 def test_volume_and_its_backup_become_available_once(
     box_admin: Conn, provisioner: OpenStackProvisioner, county: Onboarded
 ) -> None:
