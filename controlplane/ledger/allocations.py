@@ -89,6 +89,12 @@ def insert_allocation(
             parent=str(parent_key),
             tenant=tenant_path,
         ) from exc
+    if parent_chain.allocation_status not in (None, AllocationStatus.ACTIVE.value):
+        raise Conflict(
+            f"{parent_key} is {parent_chain.allocation_status}: it takes no new allocations below it",
+            node=str(parent_key),
+            current_state=parent_chain.allocation_status,
+        )
     if uow.session.scalars(select(QuotaNode.id).where(*_key_clause(tenant.id, cloud, region))).first():
         raise Conflict(f"{key} already has an allocation", node=str(key))
     # Decide first: a refused slice leaves nothing behind in the session.

@@ -17,6 +17,8 @@ from controlplane.requests import rules
 from controlplane.requests.specs import RequestKind
 
 KINDS: tuple[str, ...] = tuple(k.value for k in RequestKind)
+# Kinds that act on what other requests made are API-only for now: listed and shown, no form.
+FORM_KINDS: tuple[str, ...] = tuple(k for k in KINDS if k not in ("volume-backup", "deletion", "allocation-retirement"))
 SHARING = tuple(s.value for s in rules.Sharing)
 RPO_CHOICES_S = (3600, 4 * 3600, 12 * 3600, 86400)
 # the ledger resources each kind asks for (the columns of the remaining-quota table)

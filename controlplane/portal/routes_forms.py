@@ -127,7 +127,7 @@ def form_context(uow: UnitOfWork, who: Principal, kind: str, values: dict[str, s
 
 @router.get("/requests/new/{kind}")
 def new_request_form(request: Request, kind: str, uow: web.Uow, who: web.Who) -> Response:
-    if kind not in forms.KINDS:
+    if kind not in forms.FORM_KINDS:
         return web.error_page(request, NotFound("no such request form"))
     values = {k: v for k, v in request.query_params.items() if k in ("tenant", "cloud", "region", "system")}
     ctx = form_context(uow, who, kind, values)
@@ -140,7 +140,7 @@ async def form_options(request: Request, kind: str, uow: web.Uow, who: web.Who) 
     """The parts of the form that depend on what just changed, as htmx out-of-band swaps; a
     tenant the caller may not ask for is not found (like the form's POST)."""
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    if kind not in forms.KINDS:
+    if kind not in forms.FORM_KINDS:
         return web.error_page(request, NotFound("no such request form"))
     ctx = form_context(uow, who, kind, dict(form))
     if form.get("tenant") not in {t.path for t in ctx["tenants"]}:
@@ -185,7 +185,7 @@ def _dry_run(uow: UnitOfWork, body: RequestCreate, key: NodeKey) -> None:
 
 @router.post("/requests/new/{kind}")
 async def create_request(request: Request, kind: str, uow: web.Uow, who: web.Who) -> Response:
-    if kind not in forms.KINDS:
+    if kind not in forms.FORM_KINDS:
         return web.error_page(request, NotFound("no such request form"))
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     action = form.get("action", "check")

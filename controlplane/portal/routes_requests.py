@@ -38,7 +38,7 @@ ACTIVE_STATES = frozenset({RequestState.APPROVED, RequestState.PROVISIONING})
 @router.get("/catalogue")
 def catalogue_page(request: Request, uow: web.Uow, who: web.Who) -> Response:
     clouds = [dict(c.spec, code=c.code) for c in catalogue.clouds(uow)]
-    return web.render(request, "catalogue.html", kinds=forms.KINDS, clouds=clouds)
+    return web.render(request, "catalogue.html", kinds=forms.FORM_KINDS, clouds=clouds)
 
 
 @router.get("/requests")

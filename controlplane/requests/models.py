@@ -88,6 +88,10 @@ class Request(SQLModel, table=True):
     duplicate_of: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid()))
     auto_rule: str | None = Field(default=None, sa_column=Column(String(100)))
     operation_id: uuid.UUID | None = Field(default=None, sa_column=Column(Uuid(), index=True))
+    # the request a `volume-backup` or `deletion` names (same tenant, fulfilled when named)
+    target_id: uuid.UUID | None = Field(
+        default=None, sa_column=Column(Uuid(), ForeignKey("requests.id", ondelete="RESTRICT"), index=True)
+    )
     last_reason: str | None = Field(default=None, sa_column=Column(Text))
     created_by: str = Field(sa_column=Column(String(200), nullable=False))
     created_at: datetime = ts_field()

@@ -327,6 +327,7 @@ def _openstack_onboarding(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
     )
     direct = bool(req.spec.get("direct_access"))
     limits = req.spec.get("limits") or {}
+    _removal_steps.lock_domain(uow, target, exclusive=False)  # no retirement empties the domain meanwhile
 
     def progress(part: str) -> None:
         sc.progress(f"openstack: {part} ready")
@@ -357,6 +358,7 @@ def _undo_openstack_onboarding(sc: StepContext, uow: UnitOfWork) -> None:
     from provisioners.openstack import domain_name, project_name
 
     target = req.spec.get("tenant") or path
+    _removal_steps.lock_domain(uow, target, exclusive=True)
     project = backend_call(provisioner.find_project, domain_name(target), project_name(target, req.cloud))
     if project is not None:
         backend_call(provisioner.retire_project, project)
@@ -418,3 +420,6 @@ for _kind in RequestKind:
 
 # backup enrolments: the policy and its repository at the DR site (registers its steps)
 from controlplane.backup import enrolment as _enrolment  # noqa: E402, F401
+
+# volume backups, deletions and allocation retirements (registers their steps)
+from controlplane.requests import removal_steps as _removal_steps  # noqa: E402

@@ -15,7 +15,9 @@ class Sharing(StrEnum):
     NONE = "none"  # 不予共享
 
 
-DATA_BEARING_KINDS = frozenset({"volume", "bucket", "backup-enrolment", "k8s-namespace", "vm"})
+DATA_BEARING_KINDS = frozenset({"volume", "volume-backup", "bucket", "backup-enrolment", "k8s-namespace", "vm"})
+# Kinds that only take away: no data goes anywhere, so no declaration or placement rule applies.
+REMOVAL_KINDS = frozenset({"deletion", "allocation-retirement"})
 
 
 def declaration_problems(declaration: Mapping[str, Any] | None, *, field_name: str = "declaration") -> list[str]:
@@ -70,8 +72,11 @@ def max_rpo_s(level: int) -> int:
 
 
 def mlps_problems(*, level: int, region: str, assessed: Sequence[int], has_backup: bool, kind: str) -> list[str]:
-    """Level-3/4 systems: only in assessed regions, and not without remote backup."""
+    """Level-3/4 systems: only in assessed regions, and not without remote backup. Removals
+    place nothing, so neither rule holds them back."""
     problems: list[str] = []
+    if kind in REMOVAL_KINDS:
+        return problems
     if level >= 3 and level not in assessed:
         problems.append(
             f"region: '{region}' is assessed for MLPS levels {sorted(assessed)} only, not for a level-{level} system"
@@ -104,10 +109,27 @@ class RouteFacts:
     kind: str = "vm"
 
 
+def removal_route(facts: RouteFacts) -> list[StepPlan]:
+    """Deleting is the data owner's call: the tenant's own tenant-admin decides. The lead
+    department approves what enters its themed cloud, not what leaves it, and a removal frees
+    quota, so no operator threshold applies. Retiring an allocation deletes a whole project and
+    ends the tenant's footprint in the cloud, so a provincial operator (who runs the cloud and
+    answers for what is left behind) confirms it. Destroying data of an MLPS 3/4 system needs
+    the security officer's countersignature (controlled destruction of graded data)."""
+    steps = [StepPlan(1, "tenant-admin", facts.tenant_path, "tenant")]
+    if facts.kind == "allocation-retirement":
+        steps.append(StepPlan(2, "operator", facts.province, "operator"))
+    if facts.mlps_level >= 3:
+        steps.append(StepPlan(len(steps) + 1, "security-officer", facts.province, "security"))
+    return steps
+
+
 def route(facts: RouteFacts) -> list[StepPlan]:
     """tenant-admin of the tenant → approver of the cloud's lead department → operator above
     the threshold → in parallel: each conditional data owner's approver and, for MLPS 3/4, a
-    security-officer."""
+    security-officer. Removals take `removal_route`."""
+    if facts.kind in REMOVAL_KINDS:
+        return removal_route(facts)
     steps = [
         StepPlan(1, "tenant-admin", facts.tenant_path, "tenant"),
         StepPlan(2, "approver", f"{facts.province}.{facts.lead_department}", "lead-department"),

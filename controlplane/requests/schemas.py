@@ -156,6 +156,7 @@ class RequestPublic(BaseModel):
     duplicate_of: uuid.UUID | None
     auto_rule: str | None
     operation: uuid.UUID | None
+    target: uuid.UUID | None = Field(default=None, description="The request a volume backup or deletion acts on")
     last_reason: str | None
     created_by: str
     created_at: datetime
@@ -191,6 +192,7 @@ class RequestPublic(BaseModel):
             duplicate_of=row.duplicate_of,
             auto_rule=row.auto_rule,
             operation=row.operation_id,
+            target=row.target_id,
             last_reason=row.last_reason,
             created_by=row.created_by,
             created_at=row.created_at,

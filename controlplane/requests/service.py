@@ -21,6 +21,7 @@ from controlplane.auth.principal import Principal, system_principal
 from controlplane.catalogue import service as catalogue
 from controlplane.db.uow import UnitOfWork
 from controlplane.errors import Conflict, NotFound, PolicyViolation, ValidationFailed
+from controlplane.requests import removal
 from controlplane.requests.models import (
     ApprovalStep,
     Decision,
@@ -30,7 +31,7 @@ from controlplane.requests.models import (
     SystemStatus,
 )
 from controlplane.requests.schemas import RequestCreate, RequestUpdate, SystemCreate
-from controlplane.requests.specs import Spec, check_against_catalogue, delta_of
+from controlplane.requests.specs import RequestKind, Spec, check_against_catalogue, delta_of
 from controlplane.requests.states import EDITABLE, OPEN, RequestState, transition
 from controlplane.tenants import service as tenants
 from controlplane.tenants.models import Tenant, TenantStatus
@@ -166,7 +167,7 @@ def _flavors(uow: UnitOfWork) -> dict[str, dict[str, int]]:
 
 
 def _validated_spec(
-    uow: UnitOfWork, spec: Any, *, cloud: dict[str, Any], tenant: Tenant, region: str
+    uow: UnitOfWork, spec: Any, *, cloud: dict[str, Any], tenant: Tenant, region: str, target: Request | None = None
 ) -> dict[str, int]:
     regions = {r.code: dict(r.spec, dr_site=r.dr_site) for r in catalogue.regions(uow)}
     if region not in regions:
@@ -181,6 +182,8 @@ def _validated_spec(
         region=region,
         images=[i.name for i in catalogue.images(uow, region)] if spec.kind == "vm" else (),
     )
+    if spec.kind == RequestKind.VOLUME_BACKUP and target is not None:  # a backup is as large as its volume
+        return {"backup_gb": int(target.spec["size_gb"])}
     return delta_of(spec, flavors)
 
 
@@ -188,11 +191,17 @@ def create_request(uow: UnitOfWork, who: Principal, data: RequestCreate) -> tupl
     authorize(who, "requests.create", data.tenant, what="tenant")
     tenant = _tenant(uow, who, data.tenant)
     cloud = _cloud(uow, data.cloud, data.region)
-    if (data.system is None) == (data.new_system is None):
+    target = removal.target_of(uow, data.spec, tenant_id=tenant.id, cloud=data.cloud, region=data.region)
+    system_id = data.system
+    if target is not None:  # a backup or deletion belongs to the system of what it acts on
+        if data.new_system is not None or (system_id is not None and system_id != target.system_id):
+            raise ValidationFailed(f"a {data.spec.kind} request belongs to its target's system", field="system")
+        system_id = target.system_id
+    elif (data.system is None) == (data.new_system is None):
         raise ValidationFailed("name an existing `system` or propose a `new_system` (exactly one)", field="system")
     declaration = data.declaration.model_dump() if data.declaration else None
-    if data.system is not None:
-        system, system_path = get_system(uow, who, data.system)
+    if system_id is not None:
+        system, system_path = get_system(uow, who, system_id)
         if system_path != tenant.path or system.cloud != data.cloud:
             raise ValidationFailed("the system belongs to another tenant or themed cloud", field="system")
     else:
@@ -201,7 +210,10 @@ def create_request(uow: UnitOfWork, who: Principal, data: RequestCreate) -> tupl
         system = _new_system(
             uow, who, tenant, data.cloud, ns.name, ns.mlps_level, ns.filing_ref, declaration, ns.dr_required
         )
-    delta = _validated_spec(uow, data.spec, cloud=cloud, tenant=tenant, region=data.region)
+    delta = _validated_spec(uow, data.spec, cloud=cloud, tenant=tenant, region=data.region, target=target)
+    if data.spec.kind == RequestKind.ALLOCATION_RETIREMENT.value:
+        removal.allocation_of(uow, tenant, data.cloud, data.region)
+        removal.retirement_blocker(uow, tenant, data.cloud, data.region, None)
     spec = data.spec.model_dump(mode="json")
     digest = spec_hash(data.spec.kind, data.cloud, data.region, spec)
     duplicate = uow.session.scalars(
@@ -225,6 +237,7 @@ def create_request(uow: UnitOfWork, who: Principal, data: RequestCreate) -> tupl
         state=RequestState.DRAFT.value,
         title=data.title,
         duplicate_of=duplicate,
+        target_id=target.id if target is not None else None,
         created_by=who.name,
         created_at=now,
         updated_at=now,
@@ -287,9 +300,15 @@ def update_request(uow: UnitOfWork, who: Principal, request_id: uuid.UUID, data:
             raise ValidationFailed(f"the request is a {req.kind} request", field="spec.kind")
         tenant = uow.session.get(Tenant, req.tenant_id)
         assert tenant is not None
-        req.delta = _validated_spec(
-            uow, data.spec, cloud=_cloud(uow, req.cloud, req.region), tenant=tenant, region=req.region
+        target = removal.target_of(
+            uow, data.spec, tenant_id=req.tenant_id, cloud=req.cloud, region=req.region, self_id=req.id
         )
+        if target is not None and target.system_id != req.system_id:
+            raise ValidationFailed(f"a {req.kind} request belongs to its target's system", field="system")
+        req.delta = _validated_spec(
+            uow, data.spec, cloud=_cloud(uow, req.cloud, req.region), tenant=tenant, region=req.region, target=target
+        )
+        req.target_id = target.id if target is not None else None
         req.spec = data.spec.model_dump(mode="json")
         req.spec_hash = spec_hash(req.kind, req.cloud, req.region, req.spec)
     if data.declaration is not None:

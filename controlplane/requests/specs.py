@@ -3,6 +3,7 @@ checks against the themed cloud's catalogue and the tenant's network zone."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -26,6 +27,15 @@ class RequestKind(StrEnum):
     BACKUP_ENROLMENT = "backup-enrolment"
     QUOTA_CHANGE = "quota-change"
     TENANT_ONBOARDING = "tenant-onboarding"
+    VOLUME_BACKUP = "volume-backup"
+    DELETION = "deletion"
+    ALLOCATION_RETIREMENT = "allocation-retirement"
+
+
+# What a `deletion` may name: the kinds whose request made something in a backend.
+DELETABLE_KINDS = frozenset({"vm", "volume", "volume-backup", "bucket", "k8s-namespace"})
+# Kinds that name another request of the same tenant, and the spec field that does.
+TARGET_FIELDS: dict[str, str] = {"volume-backup": "volume", "deletion": "target"}
 
 
 class _Spec(BaseModel):
@@ -117,14 +127,45 @@ class OnboardingSpec(_Spec):
     direct_access: bool = False
 
 
+class VolumeBackupSpec(_Spec):
+    """A Cinder backup of the volume a fulfilled `volume` request of the same tenant made."""
+
+    kind: Literal["volume-backup"] = "volume-backup"
+    volume: uuid.UUID = Field(description="The fulfilled volume request whose volume is backed up")
+    name: Name
+
+
+class DeletionSpec(_Spec):
+    """Delete exactly what a fulfilled request of the same tenant made, and give its quota back."""
+
+    kind: Literal["deletion"] = "deletion"
+    target: uuid.UUID = Field(description="The fulfilled vm/volume/volume-backup/bucket/k8s-namespace request")
+
+
+class AllocationRetirementSpec(_Spec):
+    """Retire the request's (tenant, cloud, region) allocation: its project, namespace and ledger node."""
+
+    kind: Literal["allocation-retirement"] = "allocation-retirement"
+
+
 Spec = Annotated[
-    VmSpec | VolumeSpec | BucketSpec | NamespaceSpec | BackupEnrolmentSpec | QuotaChangeSpec | OnboardingSpec,
+    VmSpec
+    | VolumeSpec
+    | BucketSpec
+    | NamespaceSpec
+    | BackupEnrolmentSpec
+    | QuotaChangeSpec
+    | OnboardingSpec
+    | VolumeBackupSpec
+    | DeletionSpec
+    | AllocationRetirementSpec,
     Field(discriminator="kind"),
 ]
 
 
 def delta_of(spec: Any, flavors: dict[str, dict[str, int]]) -> dict[str, int]:
-    """The resource vector a request asks the ledger for (zero for quota changes/onboarding)."""
+    """The resource vector a request asks the ledger for (zero for quota changes/onboarding and
+    removals; a volume backup's size is its volume's, which the service looks up)."""
     if isinstance(spec, VmSpec):
         flavor = flavors[spec.flavor]
         return {"vcpus": flavor["vcpus"] * spec.count, "ram_mb": flavor["ram_mb"] * spec.count, "instances": spec.count}

@@ -20,6 +20,7 @@ class RequestState(StrEnum):
     RETURNED = "returned"  # sent back for revision: editable, resubmittable
     REJECTED = "rejected"
     CANCELLED = "cancelled"
+    RETIRED = "retired"  # what it made was deleted (a `deletion` or an allocation retirement)
 
 
 S = RequestState
@@ -32,9 +33,10 @@ TRANSITIONS: Mapping[RequestState, frozenset[RequestState]] = {
     S.PROVISIONING: frozenset({S.SUCCEEDED, S.FAILED, S.ERRORED}),
     S.FAILED: frozenset({S.PROVISIONING, S.CANCELLED}),
     S.ERRORED: frozenset({S.PROVISIONING, S.CANCELLED}),
-    S.SUCCEEDED: frozenset(),
+    S.SUCCEEDED: frozenset({S.RETIRED}),
     S.REJECTED: frozenset(),
     S.CANCELLED: frozenset(),
+    S.RETIRED: frozenset(),
 }
 
 EDITABLE = frozenset({S.DRAFT, S.RETURNED})

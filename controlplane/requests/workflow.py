@@ -16,7 +16,7 @@ from controlplane.db.uow import UnitOfWork
 from controlplane.errors import Forbidden, PolicyViolation, ValidationFailed
 from controlplane.ledger import service as ledger
 from controlplane.operations import service as operations
-from controlplane.requests import rules
+from controlplane.requests import removal, rules
 from controlplane.requests.models import ApprovalStep, Decision, InformationSystem, Request, SystemStatus
 from controlplane.requests.service import (
     Visible,
@@ -57,7 +57,7 @@ def _gates(uow: UnitOfWork, req: Request, system: InformationSystem) -> None:
     problems: list[str] = []
     new_system = system.status == SystemStatus.PROPOSED.value
     declaration = req.declaration or (system.declaration if not new_system else None) or None
-    if new_system or req.kind in rules.DATA_BEARING_KINDS:
+    if (new_system and req.kind not in rules.REMOVAL_KINDS) or req.kind in rules.DATA_BEARING_KINDS:
         problems += rules.declaration_problems(declaration or system.declaration)
     if new_system and system.mlps_level >= 3 and not system.filing_ref:
         problems.append("system.filing_ref: a level-3/4 system needs its filing reference (等保备案号)")
@@ -94,6 +94,13 @@ def _gates(uow: UnitOfWork, req: Request, system: InformationSystem) -> None:
         raise PolicyViolation("; ".join(problems), field=problems[0].split(":", 1)[0], missing=problems)
     if req.kind == RequestKind.BACKUP_ENROLMENT.value:
         _backup_gates(uow, req)
+    _removal_gates(uow, req)
+
+
+def _removal_gates(uow: UnitOfWork, req: Request) -> None:
+    """The target (or the allocation) may have changed since the draft: checked again."""
+    removal.recheck_target(uow, req)
+    removal.check_retirable(uow, req)
 
 
 def _backup_gates(uow: UnitOfWork, req: Request) -> None:
@@ -189,6 +196,7 @@ def approve(uow: UnitOfWork, who: Principal, request_id: uuid.UUID, reason: str 
                 system.declaration = req.declaration
         if req.kind == RequestKind.BACKUP_ENROLMENT.value:
             _backup_gates(uow, req)  # the tenant's link may have changed since submit
+        _removal_gates(uow, req)
         move(uow, req, S.APPROVED, actor=who.name, reason=reason, path=path)
         _start_provisioning(uow, req, path, actor=who.name)
     else:
