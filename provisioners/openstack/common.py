@@ -70,6 +70,9 @@ DEFAULT_ZONES: Mapping[str, ZoneProfile] = {
 }
 
 
+FIRST_POLL_S = 0.25
+
+
 @dataclass(frozen=True)
 class OpenStackSettings:
     """Timeouts and names; the defaults suit the box and a production region alike."""
@@ -154,6 +157,9 @@ class OpenStackBase:
     ) -> T | None:
         """Poll `fetch` until `done`; `failed` returns a fault text when the object is broken for good."""
         deadline = self._monotonic() + timeout_s
+        # Short first intervals, backing off to poll_interval_s: a fake or idle host settles a
+        # server in about a second, and a fixed 1 s poll added up to a second to every wait.
+        interval = min(FIRST_POLL_S, self.settings.poll_interval_s)
         while True:
             current = fetch()
             if done(current):
@@ -164,4 +170,5 @@ class OpenStackBase:
                     raise ResourceFailed(what, status(current) or "error", fault)
             if self._monotonic() >= deadline:
                 raise WaitTimedOut(what, status(current), timeout_s)
-            self._sleep(self.settings.poll_interval_s)
+            self._sleep(interval)
+            interval = min(interval * 2, self.settings.poll_interval_s)
