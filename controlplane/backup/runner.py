@@ -28,7 +28,7 @@ from backup.retention import RecoveryPoint, RetentionPolicy, apply_retention
 from backup.states import RunState, transition
 from controlplane.backup.enrolment import sealer
 from controlplane.backup.leases import LeaseKeeper, claim, lease_of, owner_name
-from controlplane.backup.models import BackupPolicy, BackupRun, SourceKind
+from controlplane.backup.models import VERIFIED_STATES, BackupPolicy, BackupRun, SourceKind
 from controlplane.backup.store import store_of
 from controlplane.db.uow import UnitOfWork, run_in_unit
 from controlplane.tenants.models import Tenant
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 SAMPLE_FILES = 32  # files hashed into the manifest at backup time
 PROGRESS_EVERY_S = 1.0
-VERIFIED_STATES = (RunState.VERIFIED.value, RunState.PARTIALLY_FAILED.value)
 
 
 class RunFailed(Exception):
