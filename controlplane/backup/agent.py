@@ -35,6 +35,7 @@ FOLLOW_TASK = "Follow the backup"
 OUTCOME_TASK = "Backup outcome"
 SAMPLE_TASK = "Sample the source"
 SAMPLE_FILES = 32
+AGENT_TIMEOUT_S = 86400.0  # as backup-agent.yml's backup_timeout_s: a local restic run has no limit either
 
 
 class AgentUnavailable(BackendMisconfigured):
@@ -173,6 +174,7 @@ def backup_on_vm(
         backup_args=city.backup_command(view.paths, tags=view.tags, host=view.host),
         sample_files=SAMPLE_FILES,
         ssh_private_key=backends.ssh_private_key(ctx),
+        timeout_s=AGENT_TIMEOUT_S,  # the runner's default (30 min) would cut a long first copy
         on_result=collector,
     )
     if collector.outcome is None:  # the playbook failed before restic ended: its own error
