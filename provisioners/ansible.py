@@ -161,8 +161,14 @@ _STATS_KEYS = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignor
 class _Tracker:
     """Turns runner events into `Progress` callbacks and keeps counts and failure messages."""
 
-    def __init__(self, progress: Callable[[Progress], None] | None, secrets: Sequence[str]) -> None:
+    def __init__(
+        self,
+        progress: Callable[[Progress], None] | None,
+        secrets: Sequence[str],
+        results: Callable[[str, str, Mapping[str, Any]], None] | None = None,
+    ) -> None:
         self._progress = progress
+        self._results = results
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
         self.counts: dict[str, dict[str, int]] = {}
         self.failures: list[str] = []
@@ -179,6 +185,8 @@ class _Tracker:
         data = event.get("event_data") or {}
         if kind == "playbook_on_stats":
             self.stats = {key: dict(data.get(key) or {}) for key in _STATS_KEYS}
+        elif kind == "runner_retry":  # one attempt of an `until` loop: a task's output while it waits
+            self._result(data)
         elif kind == "playbook_on_task_start":
             self.task = str(data.get("task") or data.get("name") or "")
             self._emit(Progress(self.task, None, kind, *self._totals()))
@@ -187,6 +195,7 @@ class _Tracker:
             counts = self.counts.setdefault(host, {"ok": 0, "changed": 0, "failed": 0})
             result = data.get("res") or {}
             if kind == "runner_on_ok":
+                self._result(data)
                 counts["ok"] += 1
                 counts["changed"] += bool(isinstance(result, Mapping) and result.get("changed"))
             elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
@@ -195,6 +204,11 @@ class _Tracker:
                 self.failures.append(self.mask(f"{host}: {data.get('task', self.task)}: {message}")[:500])
             self._emit(Progress(str(data.get("task", self.task)), host, kind, *self._totals()))
         return False  # nothing is kept on disk: what we need is counted here
+
+    def _result(self, data: Mapping[str, Any]) -> None:
+        result = data.get("res")
+        if self._results is not None and isinstance(result, Mapping):
+            self._results(str(data.get("task", self.task)), str(data.get("host", "")), result)
 
     def _totals(self) -> tuple[int, int, int]:
         return (
@@ -242,8 +256,12 @@ class AnsibleRunner:
         tags: Sequence[str] = (),
         timeout_s: float | None = None,
         progress: Callable[[Progress], None] | None = None,
+        on_result: Callable[[str, str, Mapping[str, Any]], None] | None = None,
     ) -> PlaybookResult:
         """Run `playbook` against `hosts`.
+
+        `on_result(task, host, result)` sees each task's result as it arrives (and each attempt
+        of an `until` loop): how a caller reads output a playbook produces while it runs.
 
         `extra_vars` and `secrets` become playbook variables (a name may not be in both);
         `known_hosts` (OpenSSH format) turns on strict host-key checking, otherwise a new
@@ -264,7 +282,7 @@ class AnsibleRunner:
 
         private = Path(tempfile.mkdtemp(prefix="chutian-ansible-", dir=self.work_dir))
         started = time.monotonic()
-        tracker = _Tracker(progress, _strings(secrets))
+        tracker = _Tracker(progress, _strings(secrets), on_result)
         try:
             (private / "env").mkdir(mode=0o700)
             (private / "inventory").mkdir(mode=0o700)
@@ -330,14 +348,32 @@ class AnsibleRunner:
         repository: str,
         password: str,
         backend_env: Mapping[str, str] | None = None,
+        backup_args: Sequence[str] | None = None,
+        sample_files: int = 32,
         **options: Any,
     ) -> PlaybookResult:
-        """`backup-agent.yml`: restic and the policy's credentials (0600); the secrets never leave the vars file."""
+        """`backup-agent.yml`: restic and the policy's credentials (0600); the secrets (the
+        repository URL too: a gateway's carries its password) never leave the vars file.
+
+        With `backup_args` (``Restic.backup_command``'s) the same run then backs up on the host:
+        restic's ``--json`` output goes to a file there, a polling task returns its newest line
+        every second (read them with `on_result`: task "Follow the backup"), and the task
+        "Backup outcome" returns the summary/error lines, restic's stderr tail and exit code;
+        "Sample the source" returns SHA-256 and size of up to `sample_files` files of the
+        snapshot, read on the host."""
+        extra: dict[str, Any] = {"backup_policy": policy}
+        if backup_args is not None:
+            extra |= {"restic_backup_args": list(backup_args), "backup_sample_files": sample_files}
+            options.setdefault("tags", ("agent", "backup"))
         return self.run(
             "backup-agent.yml",
             hosts,
-            extra_vars={"backup_policy": policy, "restic_repository": repository},
-            secrets={"restic_password": password, "restic_backend_env": dict(backend_env or {})},
+            extra_vars=extra,
+            secrets={
+                "restic_repository": repository,
+                "restic_password": password,
+                "restic_backend_env": dict(backend_env or {}),
+            },
             **options,
         )
 

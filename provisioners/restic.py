@@ -33,6 +33,7 @@ Errors map into ``provisioners.errors``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -495,43 +496,75 @@ class Restic:
         (one more restic start, ~0.5 s); without it ``snapshot_id`` is the short id.
         """
         args = self._backup_args(paths, tags=tags, host=host, time=time, exclude=exclude)
-        summary: dict[str, Any] = {}
-        warnings: list[str] = []
+        with self.serialised():
+            done = self._locked_run(
+                "backup",
+                args,
+                exclusive=False,
+                on_stdout=self.backup_output_reader(on_progress),
+                on_start=on_start,
+                timeout_s=timeout_s,
+            )
+            result = self.backup_result(done.stdout, done.stderr, done.rc, refused=done.refused)
+            if resolve_id:
+                full = self._resolve_snapshot(result.snapshot_id)
+                result = dataclasses.replace(result, snapshot_id=full, short_id=full[:8])
+        return result
+
+    def backup_command(self, paths: Sequence[str], *, tags: Sequence[str] = (), host: str) -> list[str]:
+        """The arguments after ``restic`` for a backup run elsewhere (the VM's agent): validated
+        like ``backup()``'s, but the paths are the other machine's and not looked at here."""
+        return self._backup_args(paths, tags=tags, host=host, time=None, exclude=(), check_paths=False)
+
+    @staticmethod
+    def backup_output_reader(on_progress: Callable[[BackupProgress], None] | None) -> Callable[[str], None]:
+        """A per-line reader of ``backup --json`` output that turns status lines into progress."""
 
         def on_line(line: str) -> None:
-            if not line.startswith("{"):
+            if on_progress is None or not line.startswith("{"):
                 return
             try:
                 doc = json.loads(line)
             except ValueError:
                 return
-            kind = doc.get("message_type")
-            if kind == "status" and on_progress is not None:
+            if isinstance(doc, dict) and doc.get("message_type") == "status":
                 on_progress(BackupProgress.from_json(doc))
-            elif kind == "summary":
+
+        return on_line
+
+    def backup_result(
+        self, stdout: Sequence[str], stderr: Sequence[str], rc: int, *, refused: str | None = None
+    ) -> BackupResult:
+        """A finished ``backup --json`` (here or on a VM) judged: summary, unreadable files (exit 3),
+        missing sources (restic only warns about them), killed, or the mapped error."""
+        summary: dict[str, Any] = {}
+        warnings: list[str] = []
+        for line in stdout:
+            if not line.startswith("{"):
+                continue
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            kind = doc.get("message_type")
+            if kind == "summary":
                 summary.update(doc)
             elif kind == "error":
                 err = doc.get("error") or {}
                 warnings.append(f"{doc.get('during', '')} {doc.get('item', '')}: {err.get('Err', err)}".strip())
-
-        with self.serialised():
-            done = self._locked_run(
-                "backup", args, exclusive=False, on_stdout=on_line, on_start=on_start, timeout_s=timeout_s
-            )
-            skipped = [line for line in done.stderr if line.endswith("does not exist, skipping")]
-            if done.rc not in (0, EXIT_INCOMPLETE) or not summary:
-                if skipped:
-                    raise SourceMissing("; ".join(skipped), backend=BACKEND)
-                if done.rc in (-signal.SIGKILL, -signal.SIGTERM):
-                    raise BackendResourceFailed(f"backup was killed (signal {-done.rc})", backend=BACKEND)
-                raise self._error("backup", done)
-            if skipped:  # vanished between our check and restic's scan: still not a backup of what was asked
-                raise SourceMissing("; ".join(skipped), backend=BACKEND)
-            short = str(summary.get("snapshot_id", ""))
-            full = self._resolve_snapshot(short) if resolve_id else short
+        skipped = [line for line in stderr if line.endswith("does not exist, skipping")]
+        if rc not in (0, EXIT_INCOMPLETE) or not summary:
+            if skipped:
+                raise SourceMissing(self._scrub("; ".join(skipped)), backend=BACKEND)
+            if rc in (-signal.SIGKILL, -signal.SIGTERM, 128 + signal.SIGKILL, 128 + signal.SIGTERM):
+                raise BackendResourceFailed(f"backup was killed (signal {abs(rc) % 128})", backend=BACKEND)
+            raise self._error("backup", _Completed(rc=rc, stdout=list(stdout), stderr=list(stderr), refused=refused))
+        if skipped:  # vanished between our check and restic's scan: still not a backup of what was asked
+            raise SourceMissing(self._scrub("; ".join(skipped)), backend=BACKEND)
+        short = str(summary.get("snapshot_id", ""))
         return BackupResult(
-            snapshot_id=full,
-            short_id=full[:8],
+            snapshot_id=short,
+            short_id=short[:8],
             data_added=int(summary.get("data_added", 0)),
             files_new=int(summary.get("files_new", 0)),
             files_changed=int(summary.get("files_changed", 0)),
@@ -539,7 +572,7 @@ class Restic:
             total_files_processed=int(summary.get("total_files_processed", 0)),
             total_bytes_processed=int(summary.get("total_bytes_processed", 0)),
             duration_s=float(summary.get("total_duration", 0.0)),
-            incomplete=done.rc == EXIT_INCOMPLETE,
+            incomplete=rc == EXIT_INCOMPLETE,
             warnings=tuple(self._scrub(w) for w in warnings),
         )
 
@@ -551,6 +584,7 @@ class Restic:
         host: str,
         time: datetime | None,
         exclude: Sequence[str],
+        check_paths: bool = True,
     ) -> list[str]:
         if not paths:
             raise InvalidField("paths", "nothing to back up", backend=BACKEND)
@@ -560,7 +594,7 @@ class Restic:
         if not _HOST.match(host):
             raise InvalidField("host", f"{host!r} is not a valid host name", backend=BACKEND)
         absolute = [str(Path(p)) for p in paths]
-        missing = [p for p in absolute if not os.path.lexists(p)]
+        missing = [p for p in absolute if check_paths and not os.path.lexists(p)]
         if missing:
             raise SourceMissing(f"source paths do not exist: {', '.join(missing)}", backend=BACKEND)
         args = ["backup", "--json", "--host", host]

@@ -22,8 +22,8 @@ from sqlalchemy import select, update
 from sqlmodel import col
 
 from controlplane.backup.leases import LeaseKeeper, claim, lease_of, owner_name
-from controlplane.backup.models import BackupDrill, BackupRun, DrillPurpose, DrillState
-from controlplane.backup.runner import VERIFIED_STATES, policy_view
+from controlplane.backup.models import VERIFIED_STATES, BackupDrill, BackupRun, DrillPurpose, DrillState
+from controlplane.backup.runner import policy_view
 from controlplane.backup.store import store_of
 from controlplane.db.uow import UnitOfWork, run_in_unit
 from controlplane.worker.runtime import WorkerContext

@@ -18,6 +18,7 @@ from sqlalchemy import delete, select
 
 from backup.errors import InvalidInput
 from backup.feasibility import assess_link, format_duration
+from controlplane.backup.agent import check_vm_source
 from controlplane.backup.models import BackupPolicy, PolicyState, SourceKind
 from controlplane.backup.store import store_of
 from controlplane.bootstrap import secret_box
@@ -45,6 +46,7 @@ def check_feasible(uow: UnitOfWork, req: Request, path: str) -> None:
     """422 `rpo-infeasible` naming the RPO the link can meet and the seeding time; 422 when the
     system's MLPS level demands a stricter RPO than requested."""
     spec = req.spec
+    check_vm_source(uow, req)
     tenant = uow.session.scalars(select(Tenant).where(Tenant.path == path)).one()
     system = uow.session.get(InformationSystem, req.system_id)
     level = system.mlps_level if system is not None else 2

@@ -48,6 +48,10 @@ class DrillPurpose(StrEnum):
     RESTORE = "restore"  # restore on demand into the tenant's restore area, kept
 
 
+VERIFIED_STATES = (RunState.VERIFIED.value, RunState.PARTIALLY_FAILED.value)
+"""Runs whose snapshot is a recovery point: listed at the DR site and checked after it was written."""
+
+
 def _policy_fk() -> Any:
     return Field(
         sa_column=Column(Uuid(), ForeignKey("backup_policies.id", ondelete="CASCADE"), nullable=False, index=True)
@@ -95,6 +99,8 @@ class BackupPolicy(SQLModel, table=True):
     """Nominal time of the newest run the scheduler claimed (conditional UPDATE on it)."""
     drill_next_due_at: datetime | None = ts_field(nullable=True, index=True)
     drill_last_claimed_at: datetime = ts_field()
+    drill_deferred_reason: str | None = Field(default=None, sa_column=Column(Text))
+    """Why the due drill waits (no verified recovery point yet); cleared when a drill is created."""
     claimed_by: str | None = Field(default=None, sa_column=Column(String(200)))
     claimed_at: datetime | None = ts_field(nullable=True)
     created_at: datetime = ts_field()

@@ -28,7 +28,7 @@ from backup.retention import RecoveryPoint, RetentionPolicy, apply_retention
 from backup.states import RunState, transition
 from controlplane.backup.enrolment import sealer
 from controlplane.backup.leases import LeaseKeeper, claim, lease_of, owner_name
-from controlplane.backup.models import BackupPolicy, BackupRun, SourceKind
+from controlplane.backup.models import VERIFIED_STATES, BackupPolicy, BackupRun, SourceKind
 from controlplane.backup.store import store_of
 from controlplane.db.uow import UnitOfWork, run_in_unit
 from controlplane.tenants.models import Tenant
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 SAMPLE_FILES = 32  # files hashed into the manifest at backup time
 PROGRESS_EVERY_S = 1.0
-VERIFIED_STATES = (RunState.VERIFIED.value, RunState.PARTIALLY_FAILED.value)
 
 
 class RunFailed(Exception):
@@ -55,6 +54,7 @@ class PolicyView:
     slug: str
     tenant_path: str
     source_kind: str
+    source_vm: str | None
     paths: list[str]
     source_region: str
     target_region: str
@@ -86,6 +86,7 @@ def policy_view(ctx: WorkerContext, uow: UnitOfWork, policy_id: uuid.UUID) -> Po
         slug=policy.slug,
         tenant_path=path,
         source_kind=policy.source_kind,
+        source_vm=policy.source_vm,
         paths=list(policy.source_paths),
         source_region=policy.source_region,
         target_region=policy.target_region,
@@ -137,14 +138,21 @@ def _sample(entries: list[LsEntry], snapshot_id: str) -> dict[str, str]:
     return sums
 
 
-def manifest_of(dr: Restic, snapshot_id: str) -> dict[str, Any]:
+def _agent_sample(entries: list[LsEntry], sample: dict[str, tuple[int, str]]) -> dict[str, str]:
+    """The VM agent's hashes, kept only for files the DR side lists with the same size."""
+    sizes = {e.path: e.size for e in entries if e.type == "file"}
+    return {path: sha for path, (size, sha) in sample.items() if sizes.get(path) == size}
+
+
+def manifest_of(dr: Restic, snapshot_id: str, sample: dict[str, tuple[int, str]] | None = None) -> dict[str, Any]:
+    """`restic ls` at the DR side plus the sampled SHA-256s (read here, or by the VM's agent)."""
     entries = dr.ls(snapshot_id)
     return {
         "snapshot": snapshot_id,
         "entries": [{"path": e.path, "type": e.type, "size": e.size} for e in entries],
         "files": sum(1 for e in entries if e.type == "file"),
         "bytes": sum(e.size for e in entries if e.type == "file"),
-        "sampled_sha256": _sample(entries, snapshot_id),
+        "sampled_sha256": _sample(entries, snapshot_id) if sample is None else _agent_sample(entries, sample),
     }
 
 
@@ -175,14 +183,11 @@ def apply_dr_retention(ctx: WorkerContext, view: PolicyView, dr: Restic) -> dict
     return {"kept": len(decision.keep), "forgotten": forget}
 
 
-def _backup(
-    ctx: WorkerContext, view: PolicyView, run_id: uuid.UUID, owner: str, on_progress: Callable[[dict[str, Any]], None]
-) -> BackupResult:
-    if view.source_kind == SourceKind.VM.value:
-        # The VM's agent (playbooks/backup-agent.yml) holds the credentials; running restic there
-        # through Ansible and streaming its JSON back is wired in docs/disaster-recovery.md, not here.
-        raise RunFailed("VM sources run through the backup agent, which this worker has no Ansible inventory for")
-    city = store_of(ctx).city(view.prefix, view.password)
+def _throttled(
+    ctx: WorkerContext, run_id: uuid.UUID, owner: str, on_progress: Callable[[dict[str, Any]], None]
+) -> Callable[[BackupProgress], None]:
+    """restic status lines → the run's `progress` (at most once a second, each its own small
+    transaction, only while we hold the run) and to the caller (the CLI's bar) every time."""
     last = [0.0]
 
     def progress(p: BackupProgress) -> None:
@@ -200,8 +205,70 @@ def _backup(
             last[0] = now
             _update(ctx, run_id, owner, progress=doc)
 
-    # the full id comes from the DR side's listing (one restic start less on the city side)
-    return city.backup(view.paths, tags=view.tags, host=view.host, on_progress=progress, resolve_id=False)
+    return progress
+
+
+@dataclass
+class Timing:
+    """Where a run's upload time goes: the restic process (or the agent's playbook) against the
+    control plane's own work around it (claim, policy, row updates); the benchmark reads it."""
+
+    claimed: float = 0.0
+    engine_started: float = 0.0
+    engine_done: float = 0.0
+
+    def as_doc(self) -> dict[str, float]:
+        return {
+            "before_engine_s": round(self.engine_started - self.claimed, 4),
+            "engine_s": round(self.engine_done - self.engine_started, 4),
+        }
+
+
+def _backup(
+    ctx: WorkerContext,
+    view: PolicyView,
+    run_id: uuid.UUID,
+    owner: str,
+    on_progress: Callable[[dict[str, Any]], None],
+    timing: Timing,
+) -> tuple[BackupResult, dict[str, tuple[int, str]] | None]:
+    """restic on the city side (paths) or on the VM through its agent; the result and, for a VM,
+    the agent's sample of the source (the worker cannot read the VM's files)."""
+    progress = _throttled(ctx, run_id, owner, on_progress)
+    if view.source_kind == SourceKind.VM.value:
+        from controlplane.backup.agent import backup_on_vm  # Ansible is imported only for VM sources
+
+        timing.engine_started = time.monotonic()
+        try:
+            return backup_on_vm(ctx, view, progress)
+        finally:
+            timing.engine_done = time.monotonic()
+    city = store_of(ctx).city(view.prefix, view.password)
+
+    def started(_pid: int) -> None:
+        timing.engine_started = time.monotonic()
+
+    try:
+        # the full id comes from the DR side's listing (one restic start less on the city side)
+        result = city.backup(
+            view.paths, tags=view.tags, host=view.host, on_progress=progress, on_start=started, resolve_id=False
+        )
+        return result, None
+    finally:
+        timing.engine_done = time.monotonic()
+
+
+def _claim_and_read(ctx: WorkerContext, run_id: uuid.UUID, owner: str) -> uuid.UUID | None:
+    """scheduled → running and the run's policy, in one transaction (None: someone else has it)."""
+
+    def work(uow: UnitOfWork) -> uuid.UUID | None:
+        if not claim(uow, BackupRun, run_id, ready=RunState.SCHEDULED.value, owner=owner, lease=lease_of(ctx)):
+            return None
+        policy_id: uuid.UUID | None = uow.session.scalar(select(BackupRun.policy_id).where(BackupRun.id == run_id))
+        return policy_id
+
+    result: uuid.UUID | None = run_in_unit(ctx.engine, work, clock=ctx.clock)
+    return result
 
 
 def execute_run(
@@ -209,23 +276,15 @@ def execute_run(
 ) -> str:
     """Claim and run one backup to its end; returns the final state (or `not-claimed`)."""
     owner = owner_name(ctx)
-    claimed = run_in_unit(
-        ctx.engine,
-        lambda uow: claim(uow, BackupRun, run_id, ready=RunState.SCHEDULED.value, owner=owner, lease=lease_of(ctx)),
-        clock=ctx.clock,
-    )
-    if not claimed:
+    timing = Timing(claimed=time.monotonic())
+    policy_id = _claim_and_read(ctx, run_id, owner)
+    if policy_id is None:
         return "not-claimed"
-    policy_id = run_in_unit(
-        ctx.engine,
-        lambda uow: uow.session.scalar(select(BackupRun.policy_id).where(BackupRun.id == run_id)),
-        clock=ctx.clock,
-    )
     state = RunState.RUNNING
     with LeaseKeeper(ctx, BackupRun, run_id, owner):
         try:
             view = run_in_unit(ctx.engine, lambda uow: policy_view(ctx, uow, policy_id), clock=ctx.clock)
-            result = _backup(ctx, view, run_id, owner, on_progress)
+            result, sample = _backup(ctx, view, run_id, owner, on_progress, timing)
             _move(
                 ctx,
                 run_id,
@@ -237,10 +296,10 @@ def execute_run(
                 bytes_uploaded=result.data_added,
                 files_new=result.files_new,
                 files_changed=result.files_changed,
-                progress={"percent_done": 1.0, "warnings": list(result.warnings)[:20]},
+                progress={"percent_done": 1.0, "warnings": list(result.warnings)[:20], "timing": timing.as_doc()},
             )
             state = RunState.UPLOADED
-            done = _verify(ctx, view, result)
+            done = _verify(ctx, view, result, sample)
             final = RunState.PARTIALLY_FAILED if result.incomplete else RunState.VERIFIED
             reason = ("; ".join(result.warnings)[:2000] or "some files were unreadable") if result.incomplete else None
             _move(ctx, run_id, owner, state, final, reason=reason, **done)
@@ -256,7 +315,9 @@ def execute_run(
     return state.value
 
 
-def _verify(ctx: WorkerContext, view: PolicyView, result: BackupResult) -> dict[str, Any]:
+def _verify(
+    ctx: WorkerContext, view: PolicyView, result: BackupResult, sample: dict[str, tuple[int, str]] | None
+) -> dict[str, Any]:
     """Judge at the DR site with DR credentials: listed there, then a check started after it."""
     dr = store_of(ctx).dr(view.prefix, view.password)
     listed = dr.snapshots(ids=[result.snapshot_id])
@@ -265,7 +326,7 @@ def _verify(ctx: WorkerContext, view: PolicyView, result: BackupResult) -> dict[
     snapshot_id, snapshot_time = listed[0].id, listed[0].time
     check_started = ctx.clock()
     dr.check(ctx.settings.backup_check_subset)
-    manifest = manifest_of(dr, snapshot_id)
+    manifest = manifest_of(dr, snapshot_id, sample)
     manifest["verification"] = {
         "listed_at_dr": True,
         "check_started_at": check_started.isoformat(),

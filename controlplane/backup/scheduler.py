@@ -3,7 +3,11 @@
 Per due policy, `backup.schedule.due_runs` splits what happened since the last claim into the
 run to start now, the runs that were missed (recorded as `missed` rows, never dropped) and
 the next due time. Claiming is a conditional UPDATE on `last_claimed_at`, so two schedulers
-running at once never both create a run. Drills are scheduled the same way on their own cron.
+running at once never both create a run. Drills are scheduled the same way on their own cron,
+except that a drill needs something to restore: while a policy has no verified recovery point
+its due drill is *deferred* (not claimed, no drill row, the reason kept on the policy) rather
+than recorded as a failed drill that would page someone; the first tick after the first
+verified backup claims it.
 The tick also ends runs/drills whose worker stopped renewing its lease (`failed`, with the
 reason) and re-sends jobs for scheduled rows nobody picked up.
 """
@@ -21,7 +25,15 @@ from sqlmodel import col
 from backup.schedule import DueRuns, due_runs, seeded_jitter
 from backup.states import RunState
 from controlplane.backup import leases
-from controlplane.backup.models import BackupDrill, BackupPolicy, BackupRun, DrillState, PolicyState, Trigger
+from controlplane.backup.models import (
+    VERIFIED_STATES,
+    BackupDrill,
+    BackupPolicy,
+    BackupRun,
+    DrillState,
+    PolicyState,
+    Trigger,
+)
 from controlplane.db.uow import Job, UnitOfWork
 
 RUN_TASK = "chutian.backup.run"
@@ -75,6 +87,29 @@ def new_drill(uow: UnitOfWork, policy: BackupPolicy, nominal: datetime, trigger:
     return result
 
 
+def has_verified_point(uow: UnitOfWork, policy_id: uuid.UUID) -> bool:
+    """A drill or restore has something to restore: a verified run with its snapshot."""
+    found = uow.session.scalars(
+        select(BackupRun.id)
+        .where(
+            BackupRun.policy_id == policy_id,
+            col(BackupRun.state).in_(VERIFIED_STATES),
+            col(BackupRun.snapshot_id).is_not(None),
+        )
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+def _defer_drill(policy: BackupPolicy, due: DueRuns) -> None:
+    """Keep the slot unclaimed (next tick looks again) and say why; nothing is failed or paged."""
+    assert due.run_now is not None
+    policy.drill_deferred_reason = (
+        f"the drill due {due.run_now.nominal.isoformat()} waits for the first verified recovery point "
+        "(no backup of this policy has been verified yet)"
+    )
+
+
 def _record_missed(uow: UnitOfWork, policy: BackupPolicy, due: DueRuns) -> None:
     now = uow.now()
     note = " (older missed runs not listed)" if due.truncated else ""
@@ -98,6 +133,7 @@ def tick(uow: UnitOfWork, *, jitter: timedelta, who: str = "scheduler") -> dict[
     now = uow.now()
     started: list[str] = []
     drills: list[str] = []
+    deferred: list[str] = []
     policies = uow.session.scalars(
         select(BackupPolicy).where(
             BackupPolicy.state == PolicyState.ACTIVE.value,
@@ -120,12 +156,16 @@ def tick(uow: UnitOfWork, *, jitter: timedelta, who: str = "scheduler") -> dict[
         dd = due_runs(policy.drill_schedule, last_claimed=policy.drill_last_claimed_at, now=now, jitter=spread)
         if dd.run_now is None:
             policy.drill_next_due_at = dd.next_run.due
+        elif not has_verified_point(uow, policy.id):
+            _defer_drill(policy, dd)
+            deferred.append(str(policy.id))
         elif _claim(uow, policy, dd, drill=True, who=who):
+            policy.drill_deferred_reason = None
             drills.append(str(new_drill(uow, policy, dd.run_now.nominal, Trigger.SCHEDULE).id))
     lost = leases.expire(uow, BackupRun, active=[RunState.RUNNING.value, RunState.UPLOADED.value], now=now)
     lost += leases.expire(uow, BackupDrill, active=[DrillState.RUNNING.value], now=now)
     resent = _resend(uow, now)
-    return {"runs": started, "drills": drills, "lost": lost, "resent": resent}
+    return {"runs": started, "drills": drills, "deferred": deferred, "lost": lost, "resent": resent}
 
 
 def _resend(uow: UnitOfWork, now: datetime) -> int:

@@ -31,6 +31,9 @@ class PolicyPublic(BaseModel):
     state: str
     next_due_at: datetime | None
     drill_next_due_at: datetime | None
+    drill_deferred_reason: str | None = Field(
+        description="Why the due drill waits (no verified recovery point yet); null when it does not"
+    )
     created_at: datetime
 
     @classmethod

@@ -25,6 +25,7 @@ from controlplane.audit.record import AuditRecord
 from controlplane.auth.policy import authorize
 from controlplane.auth.principal import Principal
 from controlplane.backup.models import (
+    VERIFIED_STATES,
     BackupDrill,
     BackupPolicy,
     BackupRun,
@@ -33,8 +34,7 @@ from controlplane.backup.models import (
     PolicyState,
     Trigger,
 )
-from controlplane.backup.runner import VERIFIED_STATES
-from controlplane.backup.scheduler import new_drill, new_run
+from controlplane.backup.scheduler import has_verified_point, new_drill, new_run
 from controlplane.db.uow import UnitOfWork
 from controlplane.errors import Conflict, NotFound, ValidationFailed
 from controlplane.tenants import service as tenants
@@ -116,37 +116,62 @@ def get_visible(uow: UnitOfWork, who: Principal, table: Any, row_id: uuid.UUID, 
 
 
 def _operable(uow: UnitOfWork, who: Principal, policy_id: uuid.UUID) -> tuple[BackupPolicy, str]:
-    policy, path = get_visible(uow, who, BackupPolicy, policy_id, "backup policy")
+    """The policy, visible and operable by the caller, row-locked until the commit: two "run now"
+    (or drill/restore) calls on one policy are decided one after the other, never both from the
+    same "nothing is running" read (PostgreSQL: FOR NO KEY UPDATE, which inserts of runs
+    referencing the policy do not wait for; SQLite: write units are BEGIN IMMEDIATE already)."""
+    visible, path = get_visible(uow, who, BackupPolicy, policy_id, "backup policy")
     authorize(who, "backup.operate", path, what=f"backup policy '{policy_id}'")
+    policy = uow.session.scalars(
+        select(BackupPolicy)
+        .where(BackupPolicy.id == visible.id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).one()
     if policy.state != PolicyState.ACTIVE.value:
         raise Conflict(f"the policy is {policy.state}", current_state=policy.state)
     return policy, path
 
 
 def run_now(uow: UnitOfWork, who: Principal, policy_id: uuid.UUID) -> tuple[BackupRun, str]:
-    """A manual run; refused (409) while another run of the policy is waiting or running."""
+    """A manual run; refused (409 naming the unfinished run) while another run of the policy is
+    waiting or running: one run per policy at a time, whoever asked first wins."""
     policy, path = _operable(uow, who, policy_id)
-    busy = uow.session.scalars(
-        select(BackupRun.id).where(
+    busy = uow.session.execute(
+        select(BackupRun.id, BackupRun.state).where(
             BackupRun.policy_id == policy.id,
             col(BackupRun.state).in_([RunState.SCHEDULED.value, RunState.RUNNING.value, RunState.UPLOADED.value]),
         )
     ).first()
     if busy is not None:
-        raise Conflict(f"run '{busy}' of this policy has not finished yet", run=str(busy))
+        raise Conflict(
+            f"run '{busy[0]}' of this policy is {busy[1]}: follow it at /v1/backup-runs/{busy[0]}",
+            run=str(busy[0]),
+            current_state=busy[1],
+        )
     run = new_run(uow, policy, uow.now(), Trigger.MANUAL)
     uow.audit(AuditRecord("backup.run", "backup_policy", str(policy.id), tenant_path=path, after={"run": str(run.id)}))
     return run, path
 
 
+NO_POINT = (
+    "the policy has no verified recovery point yet: nothing to {what}; run a backup "
+    "(POST /v1/backup-policies/{id}:run) and try again once it is verified"
+)
+
+
 def drill_now(
     uow: UnitOfWork, who: Principal, policy_id: uuid.UUID, *, restore_to: Path | None = None
 ) -> tuple[BackupDrill, str]:
+    """A drill (or a restore into `restore_to`) of the newest verified point: 409 when there is
+    none yet, and for a restore when its target exists or another restore to it is unfinished."""
     policy, path = _operable(uow, who, policy_id)
+    what = "restore" if restore_to is not None else "drill"
+    if not has_verified_point(uow, policy.id):
+        raise Conflict(NO_POINT.format(what=what, id=policy.id), reason="no-verified-point")
     fields: dict[str, Any] = {}
     if restore_to is not None:
-        if restore_to.exists():
-            raise Conflict(f"restore target '{restore_to.name}' exists already: pick a new name", field="name")
+        _claim_restore_target(uow, policy, restore_to)
         fields = {"purpose": DrillPurpose.RESTORE.value, "target": str(restore_to)}
     drill = new_drill(uow, policy, uow.now(), Trigger.MANUAL, **fields)
     uow.audit(
@@ -159,6 +184,27 @@ def drill_now(
         )
     )
     return drill, path
+
+
+def _claim_restore_target(uow: UnitOfWork, policy: BackupPolicy, target: Path) -> None:
+    """Restores to one name are decided one after the other: the tenant's row is locked (two
+    policies of a tenant share its restore area), then an unfinished restore to the same
+    directory, or the directory itself, is a 409 naming it."""
+    uow.session.execute(select(Tenant.id).where(Tenant.id == policy.tenant_id).with_for_update(key_share=True))
+    pending = uow.session.scalars(
+        select(BackupDrill.id).where(
+            BackupDrill.target == str(target),
+            col(BackupDrill.state).in_([DrillState.SCHEDULED.value, DrillState.RUNNING.value]),
+        )
+    ).first()
+    if pending is not None:
+        raise Conflict(
+            f"restore '{pending}' into '{target.name}' has not finished yet: pick a new name",
+            field="name",
+            restore=str(pending),
+        )
+    if target.exists():
+        raise Conflict(f"restore target '{target.name}' exists already: pick a new name", field="name")
 
 
 def restore_target(root: Path, tenant_path: str, name: str) -> Path:

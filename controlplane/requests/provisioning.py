@@ -50,8 +50,13 @@ def _request(uow: UnitOfWork, sc: StepContext) -> tuple[Request, str]:
     return req, path
 
 
-def _tag(req: Request, index: int) -> str:
+def server_tag(req: Request, index: int) -> str:
+    """The n-th server of a VM request, as tagged in the backend (find-or-create key)."""
     return f"req-{req.id}-{index}"
+
+
+def _tag(req: Request, index: int) -> str:
+    return server_tag(req, index)
 
 
 def _project(sc: StepContext, req: Request, path: str) -> Any:
@@ -190,27 +195,37 @@ def _onboarding(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
     return {"allocation": str(allocation.id)}
 
 
-def _baseline_hosts(sc: StepContext, req: Request, path: str) -> list[Any] | None:
-    """Inventory of the request's servers, or None where there is nothing to log in to.
+def vm_hosts(worker: Any, req: Request, path: str, tags: list[str]) -> list[Any] | None:
+    """Inventory of a VM request's servers (by tag: their first fixed address, the Ansible user),
+    or None where there is nothing to log in to (simulated servers). Used by the MLPS baseline
+    and by backups of VM sources (``controlplane.backup.agent``).
 
-    ``ctx.extras["baseline_hosts"]`` replaces the lookup (tests point it at a throwaway Debian
+    ``worker.extras["baseline_hosts"]`` replaces the lookup (tests point it at a throwaway Debian
     root through the chroot connection: no VM with an address can run here)."""
     from provisioners.ansible import Host
 
-    tags = [_tag(req, i) for i in range(int(req.spec.get("count", 1)))]
-    override = sc.worker.extras.get("baseline_hosts")
+    override = worker.extras.get("baseline_hosts")
     if override is not None:
         return list(override(req, tags))
-    target = _project(sc, req, path)
-    if target is None:
-        return None  # simulated servers have no operating system to harden
+    provisioner = backends.openstack(worker, req.region)
+    if provisioner is None:
+        return None  # simulated servers have no operating system to reach
+    from provisioners.openstack import domain_name, project_name
+
+    project = backend_call(provisioner.find_project, domain_name(path), project_name(path, req.cloud))
+    if project is None:
+        raise OperatorError(f"{path} has no OpenStack project for {req.cloud} in {req.region}")
     hosts = []
     for tag in tags:
-        ref = backend_call(target[0].find_server, target[1], tag)
+        ref = backend_call(provisioner.find_server, project, tag)
         if ref is None or not ref.addresses:
-            raise OperatorError(f"server {tag} has no address: the MLPS baseline cannot reach it")
-        hosts.append(Host(tag, ref.addresses[0], {"ansible_user": sc.worker.settings.ansible_user}))
+            raise OperatorError(f"server {tag} has no address: Ansible cannot reach it")
+        hosts.append(Host(tag, ref.addresses[0], {"ansible_user": worker.settings.ansible_user}))
     return hosts
+
+
+def _baseline_hosts(sc: StepContext, req: Request, path: str) -> list[Any] | None:
+    return vm_hosts(sc.worker, req, path, [_tag(req, i) for i in range(int(req.spec.get("count", 1)))])
 
 
 def _baseline(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:

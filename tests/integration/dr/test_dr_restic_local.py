@@ -65,8 +65,14 @@ def test_secrets_reach_restic_through_its_environment_only(
     seen: dict[str, str] = {}
 
     def inspect(pid: int) -> None:
-        seen["cmdline"] = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        seen["environ"] = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+        # on_start may see the child before its exec has completed (under load): wait for restic
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            seen["cmdline"] = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            seen["environ"] = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+            if Path(seen["cmdline"].split("\0")[0]).name == "restic" and seen["environ"]:
+                return
+            time.sleep(0.005)
 
     caplog.set_level(logging.DEBUG)
     repo.backup([src], host="wuhan-fs1", on_start=inspect)
