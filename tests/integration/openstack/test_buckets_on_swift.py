@@ -46,52 +46,12 @@ from provisioners.openstack.object_store import QUOTA_HEADER, TAG_HEADER
 from tests.conftest import grant_token
 from tests.controlplane.helpers import new_tenant
 from tests.controlplane.ledger.helpers import allocate, node
-from tests.integration.openstack.conftest import BOX_DIR, CLOUD
+from tests.integration.openstack.conftest import BOX_DIR, CLOUD, SwiftAdmin
 from tests.integration.openstack.test_requests_on_openstack import DECLARATION, provisioned
 
 Conn = openstack.connection.Connection
 REGION, CLOUD_CODE = "wuhan", "education"
 FAST = OpenStackSettings(poll_interval_s=0.5, delete_timeout_s=60)
-HINT = (
-    "start Swift next to the box: `scripts/swift-box install && scripts/swift-box start --auth keystone` "
-    "(docs/openstack-box.md, 'Object storage')"
-)
-
-
-class SwiftAdmin:
-    """The box admin's view of any account (reseller admin), for reading back what was made."""
-
-    def __init__(self, conn: Conn) -> None:
-        self.conn = conn
-        self.base = conn.object_store.get_endpoint().rsplit("/", 1)[0]  # http://…/v1
-
-    def url(self, project_id: str, *parts: str) -> str:
-        return "/".join([self.base, f"AUTH_{project_id}", *(urllib.parse.quote(p, safe="") for p in parts)])
-
-    def containers(self, project_id: str) -> list[str]:
-        response = self.conn.object_store.get(self.url(project_id) + "?format=json", raise_exc=False)
-        if response.status_code == 404:
-            return []
-        assert response.status_code in (200, 204), response.text
-        return [c["name"] for c in response.json()] if response.status_code == 200 else []
-
-    def head(self, project_id: str, container: str) -> Any:
-        return self.conn.object_store.head(self.url(project_id, container), raise_exc=False)
-
-
-@pytest.fixture(scope="module")
-def swift(box_admin: Conn) -> SwiftAdmin:
-    """Fails (never skips) when the box's catalog has no object store or it does not answer."""
-    if not box_admin.has_service("object-store"):
-        pytest.fail(f"the box's Keystone lists no object-store endpoint\n-> {HINT}", pytrace=False)
-    admin = SwiftAdmin(box_admin)
-    try:
-        answer = box_admin.object_store.head("", raise_exc=False)
-    except Exception as err:  # any failure here means Swift is unusable
-        pytest.fail(f"Swift at {admin.base} does not answer ({err})\n-> {HINT}", pytrace=False)
-    if answer.status_code not in (200, 204):
-        pytest.fail(f"Swift at {admin.base} answered {answer.status_code} to the admin\n-> {HINT}", pytrace=False)
-    return admin
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Volume backups, deletions and allocation retirement through the control plane on the local
-OpenStack box, read back through openstacksdk as admin.
+OpenStack box (and its Keystone-mode Swift), read back through openstacksdk as admin.
 
 Each test makes its own city (a fresh Keystone domain) so runs sharing the box never touch
 each other's projects; whatever a failed test leaves is retired in the fixture's teardown.
@@ -32,7 +32,7 @@ from provisioners.openstack import CloudConfig, OpenStackProvisioner, domain_nam
 from tests.conftest import grant_token
 from tests.controlplane.helpers import new_tenant
 from tests.controlplane.ledger.helpers import allocate, node
-from tests.integration.openstack.conftest import BOX_DIR, CLOUD
+from tests.integration.openstack.conftest import BOX_DIR, CLOUD, SwiftAdmin
 from tests.integration.openstack.test_requests_on_openstack import DECLARATION, provisioned
 
 CLOUD_CODE, REGION = "education", "wuhan"
@@ -129,11 +129,19 @@ def test_a_volume_and_its_backup_become_available_and_deleting_them_leaves_nothi
     assert node(engine, county, CLOUD_CODE, REGION)["used"] == {}
 
 
-def test_retiring_an_onboarded_allocation_leaves_nothing_in_keystone_nova_cinder_or_neutron(
-    city_box: dict[str, Any], box_admin: openstack.connection.Connection, engine: Engine
+def test_retiring_an_onboarded_allocation_leaves_nothing_in_keystone_nova_cinder_neutron_or_swift(
+    city_box: dict[str, Any], box_admin: openstack.connection.Connection, engine: Engine, swift: SwiftAdmin
 ) -> None:
     county, api = city_box["county"], city_box["api"]
-    limits = {"vcpus": 4, "ram_mb": 8192, "instances": 2, "volume_gb": 20, "volumes": 4, "backup_gb": 20}
+    limits = {
+        "vcpus": 4,
+        "ram_mb": 8192,
+        "instances": 2,
+        "volume_gb": 20,
+        "volumes": 4,
+        "backup_gb": 20,
+        "object_gb": 5,
+    }
     onboarded = onboard(city_box, mode="slice", limits=limits, direct_access=True)
     system = {"system": onboarded["system"], "declaration": DECLARATION}
     domain = box_admin.identity.find_domain(domain_name(county))
@@ -144,6 +152,10 @@ def test_retiring_an_onboarded_allocation_leaves_nothing_in_keystone_nova_cinder
     vm = request(city_box, {"kind": "vm", "flavor": "c1.small", "image": image, "count": 1}, **system)
     volume = request(city_box, {"kind": "volume", "size_gb": 1}, **system)
     backup = request(city_box, {"kind": "volume-backup", "volume": volume["id"], "name": "before-exit"})
+    bucket = request(city_box, {"kind": "bucket", "size_gb": 1, "name": "exit-archive"}, **system)
+    assert swift.containers(project.id) == ["exit-archive"]
+    put = swift.conn.object_store.put(swift.url(project.id, "exit-archive", "report.csv"), data=io.BytesIO(b"x" * 64))
+    assert put.status_code == 201, "the container holds an object when the allocation is retired"
     assert [s.status for s in box_admin.compute.servers(all_projects=True, project_id=project.id)] == ["ACTIVE"]
     assert len(list(box_admin.network.networks(project_id=project.id))) == 1, "the onboarding's network"
 
@@ -168,10 +180,12 @@ def test_retiring_an_onboarded_allocation_leaves_nothing_in_keystone_nova_cinder
         "security_groups": [g for g in net.security_groups() if g.project_id == project.id],
     }
     assert leftovers == {k: [] for k in leftovers}, leftovers
+    # Swift: the project's account holds no container (nor the object in it)
+    assert swift.containers(project.id) == []
     assert box_admin.block_storage.get_quota_set(project.id).gigabytes != 20, "Cinder's quota back to its default"
 
     # the control plane: everything retired, the ledger released, the slice given back
-    for made in (vm, volume, backup):
+    for made in (vm, volume, backup, bucket):
         assert api.get(f"/v1/requests/{made['id']}").json()["state"] == "retired"
     leaf = node(engine, county, CLOUD_CODE, REGION)
     assert (leaf["used"], leaf["reserved"], leaf["consumption"]) == ({}, {}, {})
