@@ -19,7 +19,7 @@ from controlplane.db.uow import UnitOfWork
 from controlplane.errors import Conflict
 from controlplane.ledger import service as ledger
 from controlplane.ledger.chain import load_chain
-from controlplane.ledger.models import AllocationStatus, QuotaNode, Reservation
+from controlplane.ledger.models import Allocation, AllocationStatus, QuotaNode, Reservation
 from controlplane.operations.engine import OperatorError, PermanentFailure, Step, StepContext, register_step
 from controlplane.requests import backends, removal
 from controlplane.requests.models import Request
@@ -191,20 +191,34 @@ def _retiring(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
     except Conflict as exc:
         raise PermanentFailure(exc.detail) from exc
     if allocation.status == AllocationStatus.ACTIVE:
-        allocation.status, allocation.updated_at = AllocationStatus.RETIRING.value, uow.now()
-        allocation.status_reason = f"retired by request {req.id}"
-        uow.audit(
-            AuditRecord(
-                "allocation.retiring",
-                "allocation",
-                f"{path}/{req.cloud}/{req.region}",
-                tenant_path=path,
-                before={"status": AllocationStatus.ACTIVE.value},
-                after={"status": AllocationStatus.RETIRING.value},
-                extra={"request": str(req.id)},
-            )
-        )
+        _mark(uow, allocation, req, path, AllocationStatus.RETIRING, "allocation.retiring")
     return {"allocation": str(allocation.id)}
+
+
+def _mark(
+    uow: UnitOfWork,
+    allocation: Allocation,
+    req: Request,
+    path: str,
+    status: AllocationStatus,
+    action: str,
+    **extra: Any,
+) -> None:
+    """Move the allocation to ``status`` on behalf of ``req``, audited."""
+    before = allocation.status
+    allocation.status, allocation.updated_at = status.value, uow.now()
+    allocation.status_reason = f"retired by request {req.id}"
+    uow.audit(
+        AuditRecord(
+            action,
+            "allocation",
+            str(NodeKey(path, req.cloud, req.region)),
+            tenant_path=path,
+            before={"status": before},
+            after={"status": status.value},
+            extra={"request": str(req.id), **extra},
+        )
+    )
 
 
 def _live_requests(uow: UnitOfWork, req: Request) -> list[Request]:
@@ -285,18 +299,15 @@ def _retire_ledger(sc: StepContext, uow: UnitOfWork) -> dict[str, Any]:
             ledger.release_used(uow, key, released, reason="allocation retired")
         if leaf.limits:
             ledger.set_limits(uow, key, {r: 0 for r in leaf.limits}, force=True)
-    allocation.status, allocation.updated_at = AllocationStatus.RETIRED.value, uow.now()
-    allocation.status_reason = f"retired by request {req.id}"
-    uow.audit(
-        AuditRecord(
-            "allocation.retire",
-            "allocation",
-            str(key),
-            tenant_path=path,
-            before={"status": AllocationStatus.RETIRING.value},
-            after={"status": AllocationStatus.RETIRED.value},
-            extra={"request": str(req.id), "released_used": released, "released_reservations": list(owners)},
-        )
+    _mark(
+        uow,
+        allocation,
+        req,
+        path,
+        AllocationStatus.RETIRED,
+        "allocation.retire",
+        released_used=released,
+        released_reservations=list(owners),
     )
     return {"released_used": released, "released_reservations": len(owners)}
 

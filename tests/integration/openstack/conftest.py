@@ -17,6 +17,7 @@ from typing import Any
 
 import openstack.connection
 import pytest
+import yaml
 from openstack.config import loader
 
 BOX_DIR = Path(os.environ.get("OPENSTACK_BOX_DIR", "/var/tmp/chutian-openstack-box"))
@@ -126,3 +127,17 @@ def swift(box_admin: openstack.connection.Connection) -> SwiftAdmin:
     if answer.status_code not in (200, 204):
         pytest.fail(f"Swift at {admin.base} answered {answer.status_code} to the admin\n-> {HINT}", pytrace=False)
     return admin
+
+
+def box_site(settings: Any, tmp_path: Path) -> tuple[Any, Any]:
+    """Settings and site with the wuhan region on the box (no MLPS baseline: the box's fake
+    servers have no address to log in to)."""
+    from controlplane.site_config import default_site_text, load_site
+
+    site_data = yaml.safe_load(default_site_text())
+    site_data["regions"][0]["openstack_cloud"] = CLOUD  # wuhan is the box
+    site_data["regions"][0]["baseline"] = False
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(site_data, allow_unicode=True))
+    configured = settings.model_copy(update={"site_file": site_file, "clouds_yaml": BOX_DIR / "clouds.yaml"})
+    return configured, load_site(site_file)

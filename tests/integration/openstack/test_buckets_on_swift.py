@@ -21,7 +21,6 @@ from typing import Any
 import openstack
 import openstack.connection
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
@@ -29,7 +28,6 @@ from controlplane.api.app import create_app
 from controlplane.db.uow import RecordingDispatcher
 from controlplane.operations import engine as ops
 from controlplane.settings import Settings
-from controlplane.site_config import default_site_text, load_site
 from controlplane.worker.runtime import WorkerContext
 from provisioners.base import BucketRef, ObjectStoreBackend, ProjectRef, ProjectTags
 from provisioners.errors import BackendAuthError, BackendQuotaExceeded, ResourceConflict
@@ -46,7 +44,7 @@ from provisioners.openstack.object_store import QUOTA_HEADER, TAG_HEADER
 from tests.conftest import grant_token
 from tests.controlplane.helpers import new_tenant
 from tests.controlplane.ledger.helpers import allocate, node
-from tests.integration.openstack.conftest import BOX_DIR, CLOUD, SwiftAdmin
+from tests.integration.openstack.conftest import BOX_DIR, CLOUD, SwiftAdmin, box_site
 from tests.integration.openstack.test_requests_on_openstack import DECLARATION, provisioned
 
 Conn = openstack.connection.Connection
@@ -211,13 +209,7 @@ def city_world(
     settings: Settings, engine: Engine, tmp_path: Path, box_admin: Conn, swift: SwiftAdmin
 ) -> Iterator[dict[str, Any]]:
     """A city and a county of their own (`hubei.sw<run>`), the city allocated in education/wuhan."""
-    site_data = yaml.safe_load(default_site_text())
-    site_data["regions"][0]["openstack_cloud"] = CLOUD  # wuhan is the box
-    site_data["regions"][0]["baseline"] = False
-    site_file = tmp_path / "site.yaml"
-    site_file.write_text(yaml.safe_dump(site_data, allow_unicode=True))
-    configured = settings.model_copy(update={"site_file": site_file, "clouds_yaml": BOX_DIR / "clouds.yaml"})
-    site = load_site(site_file)
+    configured, site = box_site(settings, tmp_path)
     app = create_app(configured, engine=engine, site=site, dispatcher=RecordingDispatcher())
     worker = WorkerContext(settings=configured, engine=engine, site=site)
     token = grant_token(engine, f"swift-admin-{uuid.uuid4().hex[:4]}", [("platform-admin", "hubei")])

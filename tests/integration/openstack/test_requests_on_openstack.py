@@ -21,7 +21,6 @@ from typing import Any
 
 import openstack.connection
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -31,12 +30,11 @@ from controlplane.catalogue.tasks import sync_region as catalogue_sync
 from controlplane.db.uow import RecordingDispatcher, unit_of_work
 from controlplane.operations import engine as ops
 from controlplane.settings import Settings
-from controlplane.site_config import default_site_text, load_site
 from controlplane.worker.runtime import WorkerContext
 from provisioners.openstack import CloudConfig, OpenStackProvisioner, domain_name, project_name
 from tests.conftest import grant_token
 from tests.controlplane.ledger.helpers import allocate, node
-from tests.integration.openstack.conftest import BOX_DIR, CLOUD
+from tests.integration.openstack.conftest import BOX_DIR, CLOUD, box_site
 
 CLOUD_CODE, REGION, CITY, COUNTY = "education", "wuhan", "hubei.wuhan", "hubei.wuhan.jiangan"
 DECLARATION = {"items": [{"name": "学籍", "sharing": "unconditional", "catalogue_ref": "HB-EDU-1"}]}
@@ -46,13 +44,7 @@ DECLARATION = {"items": [{"name": "学籍", "sharing": "unconditional", "catalog
 def box_world(
     settings: Settings, engine: Engine, tmp_path: Path, box_admin: openstack.connection.Connection
 ) -> Iterator[dict[str, Any]]:
-    site_data = yaml.safe_load(default_site_text())
-    site_data["regions"][0]["openstack_cloud"] = CLOUD  # wuhan is the box
-    site_data["regions"][0]["baseline"] = False  # the box's fake servers have no address to log in to
-    site_file = tmp_path / "site.yaml"
-    site_file.write_text(yaml.safe_dump(site_data, allow_unicode=True))
-    configured = settings.model_copy(update={"site_file": site_file, "clouds_yaml": BOX_DIR / "clouds.yaml"})
-    site = load_site(site_file)
+    configured, site = box_site(settings, tmp_path)
     image = box_admin.image.create_image(
         name=f"chutian-test-{uuid.uuid4().hex[:6]}",
         data=io.BytesIO(b"\0" * 4096),
